@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# One-time setup on a fresh Debian machine: system packages and a virtual environment in .venv
+# with mrl-keras installed (editable) and its test/bench extras. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES="dataset-fashion-mnist ${MRL_EXTRA_APT_PACKAGES:-}"
+need_apt=0
+for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || need_apt=1; done
+if [ "$need_apt" = 1 ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  echo "[setup] apt-get install $APT_PACKAGES"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $APT_PACKAGES >/dev/null
+fi
+
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  echo "[setup] creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+if ! .venv/bin/python -c "import mrl_keras, tensorflow, scann, tensorflow_serving, faiss, pytest" >/dev/null 2>&1 \
+   || [ pyproject.toml -nt .venv/.mrl-installed ]; then
+  echo "[setup] pip install -e '.[dev]' (TensorFlow, ScaNN, ... a few minutes the first time)"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  touch .venv/.mrl-installed
+fi
+echo "[setup] ready: $(.venv/bin/mrl --version)"
