@@ -21,7 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "serve": ("mrl_keras.serving.cli", "serve_main", "Run the HTTP search/classify service."),
     "search": ("mrl_keras.serving.cli", "search_main", "Run one-off searches against a service or an index."),
     "classify": ("mrl_keras.serving.cli", "classify_main", "Classify inputs with the cascade classifier."),
-    "model-server": ("mrl_keras.serving.cli", "model_server_main", "Development TF-Serving-compatible model server (production: use tensorflow/serving)."),
+    "model-server": ("mrl_keras.serving.model_server", "main", "Development TF-Serving-compatible model server (production: use tensorflow/serving)."),
     "demo": ("mrl_keras.demo.cli", "main", "Run the whole life of a Matryoshka model end to end."),
 }
 
