@@ -1,5 +1,22 @@
 """mrl_keras: Matryoshka Representation Learning for Keras 3."""
 
+from mrl_keras.matryoshka_accuracy import MatryoshkaAccuracy, matryoshka_metrics
+from mrl_keras.matryoshka_head import MatryoshkaHead
+from mrl_keras.matryoshka_loss import MatryoshkaLoss
+from mrl_keras.nesting import nesting_dims, validate_nesting_dims, validate_nesting_weights
+from mrl_keras.prefixes import l2_normalize, normalize_prefixes, truncate
 from mrl_keras.version import __version__
 
-__all__ = ["__version__"]
+__all__ = [
+    "MatryoshkaAccuracy",
+    "MatryoshkaHead",
+    "MatryoshkaLoss",
+    "__version__",
+    "l2_normalize",
+    "matryoshka_metrics",
+    "nesting_dims",
+    "normalize_prefixes",
+    "truncate",
+    "validate_nesting_dims",
+    "validate_nesting_weights",
+]
