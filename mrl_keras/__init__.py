@@ -1,6 +1,7 @@
 """mrl_keras: Matryoshka Representation Learning for Keras 3."""
 
 from mrl_keras.matryoshka_accuracy import MatryoshkaAccuracy, matryoshka_metrics
+from mrl_keras.matryoshka_contrastive_loss import MatryoshkaContrastiveLoss
 from mrl_keras.matryoshka_head import MatryoshkaHead
 from mrl_keras.matryoshka_loss import MatryoshkaLoss
 from mrl_keras.nesting import nesting_dims, validate_nesting_dims, validate_nesting_weights
@@ -9,6 +10,7 @@ from mrl_keras.version import __version__
 
 __all__ = [
     "MatryoshkaAccuracy",
+    "MatryoshkaContrastiveLoss",
     "MatryoshkaHead",
     "MatryoshkaLoss",
     "__version__",

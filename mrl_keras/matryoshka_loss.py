@@ -105,6 +105,7 @@ class MatryoshkaLoss(keras.losses.Loss):
         config = super().get_config()
         config.update(
             {
+                "dtype": self.dtype,
                 "nesting_weights": (
                     None if self.nesting_weights is None else list(self.nesting_weights)
                 ),
