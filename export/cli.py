@@ -1,0 +1,217 @@
+"""`mrl export`: a trained Matryoshka model as a versioned SavedModel for TF Serving."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit status 2
+        self.exit(2, f"mrl export: {message} (see `mrl export --help`)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="mrl export",
+        description=(
+            "Export a trained Matryoshka model as BASE_PATH/<version>/, a SavedModel that "
+            "TF Serving loads: embed_{m} for every prefix, classify_{m} and classify_cascade "
+            "for models with a MatryoshkaHead, assets/matryoshka.json and warmup requests."
+        ),
+    )
+    p.add_argument("--model", required=True, help="the trained model, e.g. RUN/model.keras")
+    p.add_argument("--base-path", required=True, help="model base path TF Serving watches")
+    p.add_argument("--version", type=int, help="version folder (default: the next free one)")
+    p.add_argument("--extra-dims", default="", help="further embed_{m} dims, e.g. 24,96")
+    p.add_argument("--nesting-dims", default="", help="prefixes of a model without a head")
+    p.add_argument(
+        "--no-normalize", action="store_true", help="export raw prefixes, not L2-normalised ones"
+    )
+    p.add_argument(
+        "--calibrate-on",
+        metavar="HOLDOUT_NPZ",
+        help="learn cascade thresholds on a holdout .npz with arrays x and y (RUN/holdout.npz)",
+    )
+    p.add_argument(
+        "--target-accuracy",
+        type=float,
+        help="calibration accuracy floor (default: full-dim accuracy - 0.005)",
+    )
+    p.add_argument(
+        "--max-expected-dim",
+        type=float,
+        help="calibrate for the best accuracy within this expected dimension instead",
+    )
+    p.add_argument(
+        "--thresholds", help="cascade thresholds, one per nesting dim, e.g. 0.9,0.9,0.8,0"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing version")
+    p.add_argument(
+        "--bytes-signatures",
+        action="store_true",
+        help="add *_bytes signatures taking encoded JPEG/PNG strings (input image_bytes)",
+    )
+    p.add_argument(
+        "--bytes-scale",
+        type=float,
+        default=1.0 / 255.0,
+        help="factor on decoded pixel values for *_bytes signatures (default 1/255)",
+    )
+    p.add_argument("--model-name", help="model name (default: the base path's folder name)")
+    p.add_argument(
+        "--class-names", help="comma-separated class names, or a .txt (one per line)/.json file"
+    )
+    p.add_argument("--embedding-layer", default="embedding", help="name of the embedding layer")
+    p.add_argument("--head-layer", default="matryoshka_head", help="name of the head layer")
+    p.add_argument("--no-warmup", action="store_true", help="skip the warmup requests file")
+    p.add_argument("--no-verify", action="store_true", help="skip reloading and running the export")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    return p
+
+
+def _ints(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"{flag} expects comma-separated ints. Received: {text!r}") from None
+
+
+def _floats(text: str, flag: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"{flag} expects comma-separated numbers. Received: {text!r}") from None
+
+
+def _class_names(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    if os.path.isfile(text):
+        with open(text, encoding="utf-8") as f:
+            if text.endswith(".json"):
+                names = json.load(f)
+                if not isinstance(names, list):
+                    raise ValueError(f"--class-names: expected a JSON list in {text!r}")
+                return [str(n) for n in names]
+            return [line.strip() for line in f if line.strip()]
+    return [n.strip() for n in text.split(",")]
+
+
+def _load_holdout(path: str) -> tuple[Any, Any]:
+    import numpy as np
+
+    if not os.path.isfile(path):
+        raise ValueError(f"--calibrate-on: no such file {path!r}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "x" not in data or "y" not in data:
+                raise ValueError(
+                    f"--calibrate-on: expected arrays 'x' and 'y' in {path!r}. "
+                    f"Found: {sorted(data.files)}"
+                )
+            return data["x"], data["y"]
+    except (OSError, EOFError) as e:
+        raise ValueError(f"--calibrate-on: cannot read {path!r} as .npz ({e})") from e
+
+
+def _say(message: str) -> None:
+    print(f"mrl export: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs `mrl export`; returns the exit status (0 on success)."""
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (ValueError, TypeError, OSError, ImportError) as e:
+        message = " ".join(str(e).split()) or type(e).__name__
+        print(f"mrl export: error: {message}", file=sys.stderr)
+        return 1
+    except Exception as e:  # TensorFlow errors and anything unforeseen: still one line
+        message = " ".join(str(e).split())
+        print(f"mrl export: error: {type(e).__name__}: {message}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    extra_dims = _ints(args.extra_dims, "--extra-dims")
+    nesting = _ints(args.nesting_dims, "--nesting-dims") or None
+    thresholds = _floats(args.thresholds, "--thresholds") if args.thresholds else None
+    if thresholds is not None and args.calibrate_on:
+        raise ValueError("give either --thresholds or --calibrate-on, not both")
+    if (args.target_accuracy is not None or args.max_expected_dim is not None) and not (
+        args.calibrate_on
+    ):
+        raise ValueError("--target-accuracy and --max-expected-dim need --calibrate-on")
+    if not os.path.exists(args.model):
+        raise ValueError(f"--model: no such file {args.model!r}")
+    class_names = _class_names(args.class_names)
+    holdout = _load_holdout(args.calibrate_on) if args.calibrate_on else None
+
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            f"SavedModel export needs the TensorFlow Keras backend, not "
+            f"{keras.backend.backend()!r}. Run with KERAS_BACKEND=tensorflow."
+        )
+    import mrl_keras  # noqa: F401  (registers MatryoshkaHead for deserialisation)
+    from mrl_keras.export.saved_model import export_saved_model
+
+    _say(f"loading {args.model}")
+    try:
+        model = keras.saving.load_model(args.model, compile=False)
+    except Exception as e:  # Keras raises many types for unreadable files
+        raise ValueError(f"cannot load --model {args.model!r}: {e}") from e
+    if holdout is not None:
+        _say(f"calibrating the cascade on {len(holdout[1])} holdout examples")
+    _say(f"writing a SavedModel under {args.base_path}")
+    result = export_saved_model(
+        model,
+        args.base_path,
+        args.version,
+        extra_dims=extra_dims,
+        normalize=not args.no_normalize,
+        nesting_dims=nesting,
+        cascade_thresholds=thresholds,
+        calibration_data=holdout,
+        target_accuracy=args.target_accuracy,
+        max_expected_dim=args.max_expected_dim,
+        bytes_signatures=args.bytes_signatures,
+        bytes_scale=args.bytes_scale,
+        model_name=args.model_name,
+        class_names=class_names,
+        embedding_layer=args.embedding_layer,
+        head_layer=args.head_layer,
+        overwrite=args.overwrite,
+        warmup=not args.no_warmup,
+        verify=not args.no_verify,
+    )
+    if result.calibration is not None:
+        c = result.calibration
+        _say(
+            f"cascade thresholds {[round(t, 4) for t in c.thresholds]}: accuracy {c.accuracy:.4f} "
+            f"(full dim {c.full_dim_accuracy:.4f}) at expected dim {c.expected_dim:.1f}"
+        )
+    elif result.metadata["cascade"] is not None and thresholds is None:
+        holdout_hint = os.path.join(os.path.dirname(args.model), "holdout.npz")
+        hint = f" (e.g. --calibrate-on {holdout_hint})" if os.path.isfile(holdout_hint) else ""
+        _say(f"cascade uses uncalibrated default thresholds; pass --calibrate-on{hint}")
+    if args.json:
+        print(
+            json.dumps(
+                {"path": result.path, "version": result.version, "metadata": result.metadata}
+            )
+        )
+    else:
+        print(f"exported version {result.version} to {result.path}")
+        print(
+            f"signatures: {', '.join(result.signatures)} (serving_default = embed_"
+            f"{result.metadata['embedding_dim']})"
+        )
+    return 0
