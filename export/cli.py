@@ -160,8 +160,9 @@ def _run(args: argparse.Namespace) -> int:
             f"SavedModel export needs the TensorFlow Keras backend, not "
             f"{keras.backend.backend()!r}. Run with KERAS_BACKEND=tensorflow."
         )
-    import mrl_keras  # noqa: F401  (registers MatryoshkaHead for deserialisation)
     from mrl_keras.export.saved_model import export_saved_model
+
+    import mrl_keras  # noqa: F401  (registers MatryoshkaHead for deserialisation)
 
     _say(f"loading {args.model}")
     try:

@@ -11,13 +11,13 @@ from typing import Any
 
 import keras
 import numpy as np
-
-import mrl_keras
-from mrl_keras.cascade import CascadeCalibration, calibrate_cascade
 from mrl_keras.export import signatures as sigs
 from mrl_keras.export.metadata import FORMAT_VERSION, write_metadata
 from mrl_keras.export.version_folder import atomic_version_folder, check_writable, resolve_version
 from mrl_keras.export.warmup import write_warmup_requests
+
+import mrl_keras
+from mrl_keras.cascade import CascadeCalibration, calibrate_cascade
 
 DEFAULT_CASCADE_THRESHOLD = 0.9
 """Threshold of every prefix but the last when the cascade is not calibrated."""

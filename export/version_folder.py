@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import secrets
+import shutil
 import socket
 from collections.abc import Iterator
 
