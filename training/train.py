@@ -1,0 +1,309 @@
+"""The fit program: `train(config, strategy=None)` trains an MRL, MRL-E or the fixed-feature
+baselines under any `tf.distribute` strategy, resumes a killed run from its backup, and writes
+the run directory described in docs/INTERFACES.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import mrl_keras
+from mrl_keras.training.backbones import DEFAULT_DIMS, SMALLEST_DIM
+from mrl_keras.training.data import DataSplits, load_data, make_pipeline, to_numpy
+from mrl_keras.training.models import build_model, set_trainable_layers
+from mrl_keras.training.strategy import is_chief, mixed_precision_policy, select_strategy
+from mrl_keras.training.train_config import TrainConfig
+
+HOLDOUT_LIMIT = 10_000
+
+
+def _log(message: str) -> None:
+    print(f"[mrl train] {message}", flush=True)
+
+
+def _atomic_json(path: str, payload: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(payload, f, indent=2)
+    os.replace(tmp, path)
+
+
+def _save_model(model: keras.Model, path: str) -> None:
+    tmp = path + ".tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def load_splits(config: TrainConfig) -> DataSplits:
+    """Loads the dataset a config names."""
+    return load_data(
+        config.dataset,
+        data_dir=config.data_dir,
+        holdout=config.holdout,
+        seed=config.seed,
+        max_train=config.max_train,
+        max_test=config.max_test,
+        image_size=config.image_size,
+        channels=config.channels,
+        cjk=config.cjk_options(),
+    )
+
+
+def resolve_dims(config: TrainConfig) -> tuple[int, ...]:
+    """The nesting dims (mrl, mrl-e) or ff widths a config asks for."""
+    if config.dims:
+        return mrl_keras.validate_nesting_dims(config.dims)
+    d = config.d or DEFAULT_DIMS[config.backbone]
+    return mrl_keras.nesting_dims(d, SMALLEST_DIM[config.backbone])
+
+
+def _init_from(model: keras.Model, path: str, input_shape) -> int:
+    if not os.path.exists(path):
+        raise ValueError(f"--init-from model not found: {path}")
+    source = keras.saving.load_model(path, compile=False)
+    if tuple(source.input_shape[1:]) != tuple(input_shape):
+        raise ValueError(
+            f"--init-from model expects inputs of shape {tuple(source.input_shape[1:])}; the data "
+            f"has {tuple(input_shape)}. Pass --image-size/--channels to match."
+        )
+    by_name = {
+        layer.name: layer
+        for layer in source._flatten_layers(include_self=False, recursive=True)
+        if layer.weights
+    }
+    copied = 0
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        other = by_name.get(layer.name)
+        if other is None or not layer.weights or layer.name == "matryoshka_head":
+            continue
+        mine, theirs = layer.get_weights(), other.get_weights()
+        if len(mine) == len(theirs) and all(a.shape == b.shape for a, b in zip(mine, theirs)):
+            layer.set_weights(theirs)
+            copied += 1
+    if not copied:
+        raise ValueError(f"--init-from {path}: no layer matches the new model by name and shape.")
+    return copied
+
+
+class _EpochProgress(keras.callbacks.Callback):
+    """One line per epoch with elapsed time, for logs that are not a terminal."""
+
+    def __init__(self, label: str, epochs: int):
+        super().__init__()
+        self.label, self.epochs, self.start = label, epochs, time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        accs = " ".join(
+            f"{m}:{logs[f'val_accuracy@{m}']:.3f}"
+            for m in sorted(int(k.split("@")[1]) for k in logs if k.startswith("val_accuracy@"))
+        )
+        _log(
+            f"{self.label} epoch {epoch + 1}/{self.epochs} loss={logs.get('loss', float('nan')):.4f} "
+            f"val_acc[{accs}] ({time.time() - self.start:.0f}s)"
+        )
+
+
+def _train_one(
+    config: TrainConfig,
+    data: DataSplits,
+    strategy: tf.distribute.Strategy,
+    run_dir: str,
+    mode: str,
+    dims: tuple[int, ...],
+    epochs: int,
+    ff_dim: int | None = None,
+) -> dict[str, Any]:
+    chief = is_chief(strategy)
+    # Non-chief workers write their (identical) state to their own scratch folder.
+    work_dir = run_dir if chief else os.path.join(
+        run_dir, ".workers", f"{strategy.cluster_resolver.task_type}_{strategy.cluster_resolver.task_id}"
+    )
+    for sub in ("checkpoints", "backup"):
+        os.makedirs(os.path.join(work_dir, sub), exist_ok=True)
+    label = os.path.basename(run_dir.rstrip("/")) or run_dir
+
+    batch = config.batch_size
+    replicas = strategy.num_replicas_in_sync
+    steps = config.steps_per_epoch or max(1, data.num_train // batch)
+    with strategy.scope():
+        model = build_model(
+            config.backbone,
+            data.input_shape,
+            data.num_classes,
+            nesting_dims=None if mode == "ff" else dims,
+            mode=mode,
+            d=config.d,
+            ff_dim=ff_dim,
+            backbone_options=config.backbone_options(),
+        )
+        if config.init_from:
+            copied = _init_from(model, config.init_from, data.input_shape)
+            frozen = set_trainable_layers(model, config.trainable_layers)
+            _log(f"initialised {copied} layers from {config.init_from}; froze {frozen} layers")
+        schedule = keras.optimizers.schedules.CosineDecay(
+            config.learning_rate, decay_steps=max(1, epochs * steps), alpha=0.01
+        )
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
+        head_dims = (ff_dim,) if mode == "ff" else dims
+        model.compile(
+            optimizer=optimizer,
+            loss=mrl_keras.MatryoshkaLoss(),
+            metrics=mrl_keras.matryoshka_metrics(head_dims),
+        )
+
+    train_ds = make_pipeline(
+        data.train, batch, num_replicas=replicas, shuffle=True, augment=config.augment,
+        input_shape=data.input_shape, seed=config.seed, drop_remainder=True,
+    ).repeat()
+    val_ds = None
+    if data.holdout is not None:
+        val_ds = make_pipeline(data.holdout, batch, num_replicas=replicas)
+    monitor = "val_loss" if val_ds is not None else "loss"
+    backup_dir = os.path.join(work_dir, "backup")
+    meta_path = os.path.join(backup_dir, "training_metadata.json")
+    if os.path.exists(meta_path):
+        with open(meta_path) as f:
+            done = json.load(f).get("epoch", 0)
+        _log(f"{label}: resuming from backup at epoch {done + 1}/{epochs}")
+    callbacks = [
+        keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False),
+        keras.callbacks.ModelCheckpoint(os.path.join(work_dir, "checkpoints", "last.keras")),
+        keras.callbacks.ModelCheckpoint(
+            os.path.join(work_dir, "checkpoints", "best.keras"), monitor=monitor,
+            save_best_only=True,
+        ),
+        keras.callbacks.CSVLogger(os.path.join(work_dir, "history.csv"), append=True),
+        keras.callbacks.TensorBoard(os.path.join(work_dir, "tensorboard"), write_graph=False),
+        _EpochProgress(label, epochs),
+    ]
+    verbose = config.verbose
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 0
+    _log(
+        f"{label}: {mode} {config.backbone} dims={list(head_dims)} on {data.name} "
+        f"({data.num_train} train, {data.num_classes} classes), {epochs} epochs x {steps} steps, "
+        f"global batch {batch} over {replicas} replica(s) ({type(strategy).__name__})"
+    )
+    start = time.time()
+    model.fit(
+        train_ds, epochs=epochs, steps_per_epoch=steps, validation_data=val_ds,
+        callbacks=callbacks, verbose=verbose, shuffle=False,
+    )
+    seconds = time.time() - start
+    test_ds = make_pipeline(data.test, batch, num_replicas=replicas)
+    results = model.evaluate(test_ds, verbose=0, return_dict=True)
+    accuracy = {str(m): float(results[f"accuracy@{m}"]) for m in head_dims}
+    summary = {
+        "mode": mode,
+        "nesting_dims": list(head_dims),
+        "accuracy": accuracy,
+        "test_loss": float(results["loss"]),
+        "steps": int(model.optimizer.iterations.numpy()),
+        "epochs": epochs,
+        "train_seconds": round(seconds, 1),
+        "model": os.path.join(run_dir, "model.keras"),
+    }
+    _save_model(model, os.path.join(work_dir, "model.keras"))
+    if chief:
+        _atomic_json(os.path.join(run_dir, "summary.json"), summary)
+    else:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return summary
+
+
+def _print_table(rows: list[tuple[str, dict[str, float]]]) -> None:
+    print("\n| model | prefix | test top-1 |\n|---|---:|---:|")
+    for name, accuracy in rows:
+        for m, acc in accuracy.items():
+            print(f"| {name} | {m} | {acc:.4f} |")
+    sys.stdout.flush()
+
+
+def train(config: TrainConfig | dict[str, Any], strategy: tf.distribute.Strategy | None = None,
+          data: DataSplits | None = None) -> dict[str, Any]:
+    """Trains the model(s) a config describes and returns the run's summary.
+
+    Running the same config again resumes a killed run from `RUN/backup/` (BackupAndRestore);
+    `config.fresh` deletes the run directory first.
+
+    Args:
+        config: a `TrainConfig` (or its dict).
+        strategy: a `tf.distribute.Strategy`; default `select_strategy(config.strategy)`.
+        data: already loaded `DataSplits` (default: load `config.dataset`).
+
+    Returns:
+        dict with `run_dir`, `mode`, `nesting_dims`, `accuracy` ({dim: test top-1}), `steps`,
+        and for `ff` the per-dim sub-run summaries under `runs`.
+
+    Raises:
+        ValueError: bad config, data or a run directory holding a different run.
+    """
+    if isinstance(config, dict):
+        config = TrainConfig.from_dict(config)
+    strategy = strategy or select_strategy(config.strategy, config.tpu)
+    chief = is_chief(strategy)
+    run_dir = config.out
+    config_path = os.path.join(run_dir, "config.json")
+    if config.fresh and chief and os.path.exists(run_dir):
+        _log(f"--fresh: removing {run_dir}")
+        shutil.rmtree(run_dir)
+    if os.path.exists(config_path) and not config.fresh:
+        previous = TrainConfig.load(config_path).run_key()
+        if previous != config.run_key():
+            changed = sorted(k for k in previous if previous[k] != config.run_key().get(k))
+            raise ValueError(
+                f"{run_dir} holds a run with a different config (changed: {', '.join(changed)}). "
+                "Pass --fresh to start over or choose another --out."
+            )
+    os.makedirs(run_dir, exist_ok=True)
+    if chief:
+        _atomic_json(config_path, config.to_dict())
+
+    keras.utils.set_random_seed(config.seed)
+    data = data or load_splits(config)
+    if chief and data.holdout is not None and not os.path.exists(os.path.join(run_dir, "holdout.npz")):
+        x, y = to_numpy(data.holdout, HOLDOUT_LIMIT)
+        with open(os.path.join(run_dir, "holdout.npz.tmp"), "wb") as f:
+            np.savez(f, x=x, y=y)
+        os.replace(os.path.join(run_dir, "holdout.npz.tmp"), os.path.join(run_dir, "holdout.npz"))
+
+    dims = resolve_dims(config)
+    previous_policy = keras.config.dtype_policy()
+    if config.mixed_precision:
+        keras.config.set_dtype_policy(mixed_precision_policy(strategy))
+    try:
+        if config.mode != "ff":
+            summary = _train_one(config, data, strategy, run_dir, config.mode, dims, config.epochs)
+            _print_table([(config.mode, summary["accuracy"])])
+            return {"run_dir": run_dir, **summary}
+        runs = {}
+        for m in dims:
+            keras.utils.set_random_seed(config.seed)
+            runs[str(m)] = _train_one(
+                config, data, strategy, os.path.join(run_dir, f"ff_{m}"), "ff", (m,),
+                config.ff_epochs or config.epochs, ff_dim=m,
+            )
+        accuracy = {m: s["accuracy"][m] for m, s in runs.items()}
+        summary = {
+            "mode": "ff",
+            "nesting_dims": list(dims),
+            "accuracy": accuracy,
+            "steps": sum(s["steps"] for s in runs.values()),
+            "runs": runs,
+        }
+        if chief:
+            _atomic_json(os.path.join(run_dir, "summary.json"), summary)
+        _print_table([("ff", accuracy)])
+        return {"run_dir": run_dir, **summary}
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
