@@ -1,0 +1,667 @@
+"""The adaptive retrieval index: a ScaNN searcher over `z[:D_s]` and a rerank store of `z[:D_r]`.
+
+Directory layout (`format_version` 1)::
+
+    manifest.json        format version, model name/version, d, D_s, D_r, count, ScaNN
+                         settings, sha256 of every other file, creation time, self-checksum
+    scann/               the serialized ScaNN searcher over the re-normalised prefix z[:D_s]
+    rerank.npy           (count, D_r) float32 or float16 raw prefixes z[:D_r] (memory-mapped)
+    prefix_norms.npy     (count, len(prefix_norm_dims)) float32 ||z[:m]|| for a few m
+    ids.npy              (count,) int64 or unicode ids (no pickle)
+
+The directory is written to a hidden sibling and swapped into place atomically
+(`renameat2(RENAME_EXCHANGE)` on Linux), so a reader or a killed build never sees half an index.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import datetime
+import errno
+import hashlib
+import json
+import math
+import os
+import shutil
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+try:
+    from scann.scann_ops.py import scann_ops_pybind
+except ImportError:  # pragma: no cover - scann is a hard dependency, but keep the hint clear
+    scann_ops_pybind = None
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+SCANN_DIR = "scann"
+RERANK_NAME = "rerank.npy"
+NORMS_NAME = "prefix_norms.npy"
+IDS_NAME = "ids.npy"
+STORE_DTYPES = ("float32", "float16")
+_CHUNK_ROWS = 8192
+
+
+class IndexIntegrityError(ValueError):
+    """The index directory is incomplete, corrupted or of an unknown format version."""
+
+
+class ModelVersionMismatchError(ValueError):
+    """The index was built by a different model version than the one serving queries."""
+
+
+def _require_scann():
+    if scann_ops_pybind is None:
+        raise ImportError(
+            "The adaptive index needs ScaNN. Install it with `pip install scann==1.4.2`."
+        )
+    return scann_ops_pybind
+
+
+def default_scann_options(count: int, dim: int, shortlist_size: int = 200) -> dict[str, Any]:
+    """ScaNN settings that scale with the corpus size.
+
+    Tree partitioning with about `sqrt(count)` spherical leaves (none below 16,000 points),
+    searching 10% of them; asymmetric hashing with 2 dimensions per block and an anisotropic
+    threshold of 0.2; exact float32 reordering of `2 * shortlist_size` candidates.
+
+    Args:
+        count: int. Number of points in the corpus.
+        dim: int. The shortlist dimension `D_s`.
+        shortlist_size: int. Default number of candidates the shortlist returns.
+
+    Returns:
+        A dict with every knob `build_index(..., scann_options=...)` accepts.
+    """
+    num_leaves = 1 if count < 16_000 else int(round(math.sqrt(count)))
+    return {
+        "num_leaves": num_leaves,
+        "num_leaves_to_search": max(1, int(math.ceil(num_leaves * 0.1))),
+        "spherical": True,
+        "training_sample_size": int(min(count, 100_000)),
+        "dims_per_block": 2 if dim >= 2 else 1,
+        "anisotropic_quantization_threshold": 0.2,
+        "hash_type": "lut16",
+        "num_neighbors": int(min(count, shortlist_size)),
+        "reorder_num_neighbors": int(min(count, 2 * shortlist_size)),
+        "training_threads": 0,
+    }
+
+
+def _resolve_scann_options(
+    count: int, dim: int, overrides: dict[str, Any] | None
+) -> dict[str, Any]:
+    options = default_scann_options(count, dim)
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(options))
+    if unknown:
+        raise ValueError(
+            f"Unknown ScaNN option(s) {unknown}. Expected a subset of {sorted(options)}."
+        )
+    options.update(overrides)
+    if "num_leaves" in overrides and "num_leaves_to_search" not in overrides:
+        options["num_leaves_to_search"] = max(1, int(math.ceil(options["num_leaves"] * 0.1)))
+    for key in (
+        "num_leaves",
+        "num_leaves_to_search",
+        "num_neighbors",
+        "reorder_num_neighbors",
+        "dims_per_block",
+        "training_sample_size",
+    ):
+        value = options[key]
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise ValueError(
+                f"Expected scann_options[{key!r}] to be a positive int. Received: {value!r}"
+            )
+        options[key] = int(value)
+    if options["num_leaves_to_search"] > options["num_leaves"]:
+        raise ValueError(
+            "Expected num_leaves_to_search <= num_leaves. Received: "
+            f"num_leaves_to_search={options['num_leaves_to_search']}, num_leaves={options['num_leaves']}"
+        )
+    if options["num_leaves"] > count:
+        raise ValueError(
+            f"Expected num_leaves <= count. Received: num_leaves={options['num_leaves']}, count={count}"
+        )
+    if options["hash_type"] not in ("lut16", "lut256"):
+        raise ValueError(
+            f"Expected hash_type 'lut16' or 'lut256'. Received: {options['hash_type']!r}"
+        )
+    options["num_neighbors"] = min(options["num_neighbors"], count)
+    options["reorder_num_neighbors"] = min(
+        max(options["reorder_num_neighbors"], options["num_neighbors"]), count
+    )
+    options["training_sample_size"] = min(options["training_sample_size"], count)
+    return options
+
+
+def _build_searcher(data: np.ndarray, options: dict[str, Any]):
+    scann = _require_scann()
+    builder = scann.builder(data, options["num_neighbors"], "dot_product")
+    if options["num_leaves"] > 1:
+        builder = builder.tree(
+            num_leaves=options["num_leaves"],
+            num_leaves_to_search=options["num_leaves_to_search"],
+            training_sample_size=options["training_sample_size"],
+            spherical=bool(options["spherical"]),
+        )
+    builder = builder.score_ah(
+        options["dims_per_block"],
+        anisotropic_quantization_threshold=float(options["anisotropic_quantization_threshold"]),
+        training_sample_size=options["training_sample_size"],
+        hash_type=options["hash_type"],
+    )
+    builder = builder.reorder(options["reorder_num_neighbors"])
+    threads = int(options["training_threads"]) or (os.cpu_count() or 1)
+    return builder.set_n_training_threads(threads).build()
+
+
+def default_prefix_norm_dims(shortlist_dim: int, rerank_dim: int) -> tuple[int, ...]:
+    """Prefix dims whose norms the index stores: powers of two from 8, `D_s` and `D_r`."""
+    dims = {shortlist_dim, rerank_dim}
+    m = 8
+    while m < rerank_dim:
+        dims.add(m)
+        m *= 2
+    return tuple(sorted(d for d in dims if 1 <= d <= rerank_dim))
+
+
+def load_embeddings_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
+    """Reads full embeddings (and ids) from a `.npy` (memory-mapped) or `.npz` file.
+
+    A `.npz` holds `embeddings` (or a single 2-D array) and optionally `ids`.
+
+    Returns:
+        `(embeddings, ids_or_None)`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"Embeddings file not found: {str(path)!r}")
+    if path.suffix == ".npy":
+        return np.load(path, mmap_mode="r", allow_pickle=False), None
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            keys = list(archive.keys())
+            if "embeddings" in archive:
+                embeddings = archive["embeddings"]
+            else:
+                arrays = [k for k in keys if archive[k].ndim == 2 and k != "ids"]
+                if len(arrays) != 1:
+                    raise ValueError(
+                        f"Expected an 'embeddings' array in {str(path)!r}. Received keys: {keys}"
+                    )
+                embeddings = archive[arrays[0]]
+            ids = archive["ids"] if "ids" in archive else None
+        return embeddings, ids
+    raise ValueError(f"Expected a .npy or .npz embeddings file. Received: {str(path)!r}")
+
+
+def load_ids_file(path: str | os.PathLike) -> np.ndarray:
+    """Reads ids from `.npy`, or a text file with one id per line (ints if all parse as ints)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"Ids file not found: {str(path)!r}")
+    if path.suffix == ".npy":
+        return np.load(path, allow_pickle=False)
+    lines = [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines()]
+    try:
+        return np.asarray([int(v) for v in lines], dtype=np.int64)
+    except ValueError:
+        return np.asarray(lines, dtype=str)
+
+
+def _normalize_ids(ids: Any, count: int) -> np.ndarray:
+    if ids is None:
+        return np.arange(count, dtype=np.int64)
+    ids = np.asarray(ids)
+    if ids.ndim != 1 or ids.shape[0] != count:
+        raise ValueError(f"Expected ids of shape ({count},). Received: shape {ids.shape}")
+    if ids.dtype.kind in "iu":
+        ids = ids.astype(np.int64)
+    elif ids.dtype.kind in "US":
+        ids = ids.astype(str)
+    elif ids.dtype.kind == "O" and all(isinstance(v, str) for v in ids):
+        ids = ids.astype(str)
+    elif ids.dtype.kind == "O" and all(isinstance(v, (int, np.integer)) for v in ids):
+        ids = ids.astype(np.int64)
+    else:
+        raise TypeError(f"Expected integer or string ids. Received dtype {ids.dtype}")
+    if np.unique(ids).shape[0] != count:
+        raise ValueError("Expected unique ids. Received duplicates.")
+    return ids
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            with open(os.path.join(dirpath, name), "rb") as f:
+                os.fsync(f.fileno())
+        fd = os.open(dirpath, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _manifest_bytes(manifest: dict[str, Any]) -> bytes:
+    return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def _seal_manifest(manifest: dict[str, Any]) -> bytes:
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    sealed = dict(body, manifest_sha256=hashlib.sha256(_manifest_bytes(body)).hexdigest())
+    return _manifest_bytes(sealed)
+
+
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swaps two paths with renameat2(RENAME_EXCHANGE); False when unsupported."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    result = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
+    if result == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_temporaries(out_dir: Path) -> None:
+    for sibling in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):
+        try:
+            pid = int(sibling.name.rsplit(".tmp-", 1)[1].split("-")[0])
+        except ValueError:
+            continue
+        if not _pid_alive(pid):
+            shutil.rmtree(sibling, ignore_errors=True)
+
+
+def _publish(tmp_dir: Path, out_dir: Path) -> None:
+    if not out_dir.exists():
+        os.rename(tmp_dir, out_dir)
+    elif _exchange(tmp_dir, out_dir):
+        shutil.rmtree(tmp_dir, ignore_errors=True)  # tmp_dir now holds the previous index
+    else:  # no renameat2: two renames, with a short window where out_dir is absent
+        old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        os.rename(out_dir, old)
+        os.rename(tmp_dir, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    fd = os.open(out_dir.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def build_index(
+    out_dir: str | os.PathLike,
+    embeddings: Any,
+    ids: Any = None,
+    *,
+    shortlist_dim: int,
+    rerank_dim: int | None = None,
+    store_dtype: str = "float32",
+    model_name: str | None = None,
+    model_version: int | None = None,
+    scann_options: dict[str, Any] | None = None,
+    prefix_norm_dims: Sequence[int] | None = None,
+    progress: bool = False,
+) -> Path:
+    """Builds an adaptive retrieval index directory from full embeddings.
+
+    The ScaNN searcher (tree + asymmetric hashing + reorder) indexes the re-normalised prefix
+    `z[:shortlist_dim]`; the rerank store keeps the raw prefix `z[:rerank_dim]` (memory-mappable)
+    and the norms of a few prefixes so that reranking re-normalises cheaply. Embeddings are read
+    in chunks, so a memory-mapped `.npy` larger than RAM is fine for the store (the shortlist
+    prefix is held in memory for ScaNN's training).
+
+    Args:
+        out_dir: path of the index directory. Replaced atomically if it exists.
+        embeddings: array-like `(count, d)` of full embeddings (e.g. `embed_{d}` outputs).
+        ids: optional `(count,)` unique integer or string ids. Defaults to `0..count-1`.
+        shortlist_dim: int. `D_s`, the prefix ScaNN indexes.
+        rerank_dim: int. `D_r`, the prefix the rerank store keeps. Defaults to `d`.
+        store_dtype: `"float32"` or `"float16"` (halves the store's memory).
+        model_name: name of the model that produced the embeddings (recorded).
+        model_version: version of that model; loading refuses a backend serving another one.
+        scann_options: overrides of `default_scann_options(count, shortlist_dim)`.
+        prefix_norm_dims: prefix dims whose norms are stored. Defaults to powers of two, `D_s`
+            and `D_r`.
+        progress: show a progress bar on stderr.
+
+    Returns:
+        The `Path` of the published index directory.
+
+    Raises:
+        ValueError: bad shapes, dims, dtypes, ids, non-finite embeddings or ScaNN options.
+
+    Example:
+
+    >>> from mrl_keras.serving import AdaptiveIndex, build_index
+    >>> build_index("/tmp/idx", embeddings, shortlist_dim=16)        # doctest: +SKIP
+    >>> index = AdaptiveIndex.load("/tmp/idx")                        # doctest: +SKIP
+    """
+    if not hasattr(embeddings, "shape") or not hasattr(embeddings, "dtype"):
+        embeddings = np.asarray(embeddings)
+    if len(embeddings.shape) != 2:
+        raise ValueError(
+            f"Expected embeddings of shape (count, d). Received: shape {tuple(embeddings.shape)}"
+        )
+    if np.dtype(embeddings.dtype).kind not in "fiu":
+        raise TypeError(f"Expected numeric embeddings. Received dtype {embeddings.dtype}")
+    count, d = int(embeddings.shape[0]), int(embeddings.shape[1])
+    if count < 1:
+        raise ValueError("Expected at least one embedding. Received: an empty array")
+    rerank_dim = d if rerank_dim is None else rerank_dim
+    for name, value in (("shortlist_dim", shortlist_dim), ("rerank_dim", rerank_dim)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+            raise TypeError(f"Expected an int {name}. Received: {value!r}")
+    if not 1 <= shortlist_dim <= rerank_dim <= d:
+        raise ValueError(
+            "Expected 1 <= shortlist_dim <= rerank_dim <= d. Received: "
+            f"shortlist_dim={shortlist_dim}, rerank_dim={rerank_dim}, d={d}"
+        )
+    if store_dtype not in STORE_DTYPES:
+        raise ValueError(f"Expected store_dtype in {STORE_DTYPES}. Received: {store_dtype!r}")
+    ids = _normalize_ids(ids, count)
+    norm_dims = tuple(
+        sorted(
+            set(
+                default_prefix_norm_dims(shortlist_dim, rerank_dim)
+                if prefix_norm_dims is None
+                else [int(m) for m in prefix_norm_dims]
+            )
+        )
+    )
+    if not norm_dims or norm_dims[0] < 1 or norm_dims[-1] > rerank_dim:
+        raise ValueError(
+            f"Expected prefix_norm_dims within [1, rerank_dim={rerank_dim}]. Received: {norm_dims}"
+        )
+    options = _resolve_scann_options(count, shortlist_dim, scann_options)
+
+    out_dir = Path(out_dir).absolute()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(out_dir)
+    tmp_dir = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp_dir.mkdir()
+    try:
+        store = np.lib.format.open_memmap(
+            tmp_dir / RERANK_NAME, mode="w+", dtype=store_dtype, shape=(count, rerank_dim)
+        )
+        norms = np.empty((count, len(norm_dims)), dtype=np.float32)
+        shortlist = np.empty((count, shortlist_dim), dtype=np.float32)
+        cols = np.asarray(norm_dims) - 1
+        starts = range(0, count, _CHUNK_ROWS)
+        if progress:
+            from tqdm import tqdm
+
+            starts = tqdm(starts, desc="index: store", unit="chunk", leave=False)
+        for start in starts:
+            stop = min(count, start + _CHUNK_ROWS)
+            chunk = np.asarray(embeddings[start:stop, :rerank_dim], dtype=np.float32)
+            if not np.isfinite(chunk).all():
+                raise ValueError(
+                    f"Expected finite embeddings. Received NaN or Inf in rows {start}..{stop - 1}"
+                )
+            store[start:stop] = chunk
+            stored = np.asarray(store[start:stop], dtype=np.float32)
+            norms[start:stop] = np.sqrt(np.cumsum(np.square(stored), axis=1)[:, cols])
+            head = chunk[:, :shortlist_dim]
+            head_norm = np.linalg.norm(head, axis=1, keepdims=True)
+            shortlist[start:stop] = head / np.maximum(head_norm, 1e-12)
+        store.flush()
+        del store
+        np.save(tmp_dir / NORMS_NAME, norms)
+        np.save(tmp_dir / IDS_NAME, ids)
+        if progress:
+            import sys
+
+            print(f"index: building ScaNN over {count} x {shortlist_dim} ...", file=sys.stderr)
+        searcher = _build_searcher(shortlist, options)
+        (tmp_dir / SCANN_DIR).mkdir()
+        searcher.serialize(str(tmp_dir / SCANN_DIR), relative_path=True)
+        del searcher, shortlist
+
+        files = {
+            p.relative_to(tmp_dir).as_posix(): _sha256(p)
+            for p in sorted(tmp_dir.rglob("*"))
+            if p.is_file()
+        }
+        content = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "index_version": content[:16],
+            "model_name": model_name,
+            "model_version": None if model_version is None else int(model_version),
+            "embedding_dim": d,
+            "shortlist_dim": int(shortlist_dim),
+            "rerank_dim": int(rerank_dim),
+            "count": count,
+            "store_dtype": store_dtype,
+            "id_type": "int" if ids.dtype.kind == "i" else "str",
+            "prefix_norm_dims": list(norm_dims),
+            "similarity": "dot product of re-normalised prefixes (cosine)",
+            "scann": options,
+            "files": files,
+            "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds"
+            ),
+        }
+        (tmp_dir / MANIFEST_NAME).write_bytes(_seal_manifest(manifest))
+        _fsync_tree(tmp_dir)
+        _publish(tmp_dir, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def read_manifest(index_dir: str | os.PathLike) -> dict[str, Any]:
+    """Reads and validates `manifest.json` (format version and self-checksum) of an index."""
+    path = Path(index_dir) / MANIFEST_NAME
+    if not path.is_file():
+        raise IndexIntegrityError(
+            f"Not an index directory (no {MANIFEST_NAME}): {str(Path(index_dir))!r}"
+        )
+    raw = path.read_bytes()
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise IndexIntegrityError(f"Corrupted {path}: not valid JSON ({e}).") from e
+    if not isinstance(manifest, dict):
+        raise IndexIntegrityError(f"Corrupted {path}: expected a JSON object.")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise IndexIntegrityError(
+            f"Unsupported index format_version {version!r} in {path}; this mrl-keras reads "
+            f"format_version {FORMAT_VERSION}. Rebuild the index with `mrl index build`."
+        )
+    if _seal_manifest(manifest) != raw or "manifest_sha256" not in manifest:
+        raise IndexIntegrityError(f"Corrupted {path}: its checksum does not match its content.")
+    return manifest
+
+
+def verify_index(index_dir: str | os.PathLike, manifest: dict[str, Any] | None = None) -> None:
+    """Checks the sha256 of every file listed in the manifest; raises IndexIntegrityError."""
+    index_dir = Path(index_dir)
+    manifest = read_manifest(index_dir) if manifest is None else manifest
+    for name, expected in sorted(manifest["files"].items()):
+        path = index_dir / name
+        if not path.is_file():
+            raise IndexIntegrityError(f"Index {str(index_dir)!r} is missing {name}.")
+        actual = _sha256(path)
+        if actual != expected:
+            raise IndexIntegrityError(
+                f"Index {str(index_dir)!r}: checksum mismatch for {name} "
+                f"(expected sha256 {expected[:12]}..., found {actual[:12]}...). Rebuild the index."
+            )
+
+
+def check_model_version(
+    manifest: dict[str, Any], served_version: int | None, *, allow_mismatch: bool = False
+) -> None:
+    """Refuses an index built by another model version than `served_version`.
+
+    Raises:
+        ModelVersionMismatchError: naming both versions, unless `allow_mismatch`.
+    """
+    built = manifest.get("model_version")
+    if allow_mismatch or built is None or served_version is None:
+        return
+    if int(built) != int(served_version):
+        raise ModelVersionMismatchError(
+            f"Index was built by model {manifest.get('model_name')!r} version {built}, but the "
+            f"backend serves version {served_version}. Rebuild the index with the served model, "
+            "pin the backend to the index's version, or pass --allow-version-mismatch."
+        )
+
+
+class AdaptiveIndex:
+    """A loaded adaptive retrieval index (see `build_index`).
+
+    Attributes: `path`, `manifest`, `searcher` (ScaNN), `store` (memory-mapped `(count, D_r)`),
+    `prefix_norms` `(count, len(prefix_norm_dims))`, `prefix_norm_dims`, `ids`, `count`,
+    `embedding_dim`, `shortlist_dim`, `rerank_dim`, `model_name`, `model_version`,
+    `index_version`.
+
+    Example:
+
+    >>> index = mrl_keras.serving.AdaptiveIndex.load("/tmp/idx")   # doctest: +SKIP
+    """
+
+    def __init__(self, path, manifest, searcher, store, prefix_norms, ids):
+        self.path = Path(path)
+        self.manifest = manifest
+        self.searcher = searcher
+        self.store = store
+        self.prefix_norms = prefix_norms
+        self.ids = ids
+        self.count = int(manifest["count"])
+        self.embedding_dim = int(manifest["embedding_dim"])
+        self.shortlist_dim = int(manifest["shortlist_dim"])
+        self.rerank_dim = int(manifest["rerank_dim"])
+        self.prefix_norm_dims = tuple(int(m) for m in manifest["prefix_norm_dims"])
+        self.model_name = manifest.get("model_name")
+        self.model_version = manifest.get("model_version")
+        self.index_version = manifest["index_version"]
+        self.scann_options = dict(manifest["scann"])
+        self._norm_column = {m: i for i, m in enumerate(self.prefix_norm_dims)}
+
+    @classmethod
+    def load(
+        cls,
+        index_dir: str | os.PathLike,
+        *,
+        verify: bool = True,
+        model_version: int | None = None,
+        allow_version_mismatch: bool = False,
+        mmap: bool = True,
+    ) -> AdaptiveIndex:
+        """Loads an index directory.
+
+        Args:
+            index_dir: the directory `build_index` wrote.
+            verify: check the sha256 of every file (reads every byte once).
+            model_version: the version the backend serves; refused if it differs from the
+                index's, unless `allow_version_mismatch`.
+            allow_version_mismatch: accept an index built by another model version.
+            mmap: memory-map the rerank store (else read it into RAM).
+
+        Raises:
+            IndexIntegrityError: missing files, checksum mismatch, unknown format version.
+            ModelVersionMismatchError: see `model_version`.
+        """
+        index_dir = Path(index_dir)
+        manifest = read_manifest(index_dir)
+        check_model_version(manifest, model_version, allow_mismatch=allow_version_mismatch)
+        if verify:
+            verify_index(index_dir, manifest)
+        try:
+            searcher = _require_scann().load_searcher(str(index_dir / SCANN_DIR))
+            store = np.load(
+                index_dir / RERANK_NAME, mmap_mode="r" if mmap else None, allow_pickle=False
+            )
+            norms = np.load(index_dir / NORMS_NAME, allow_pickle=False)
+            ids = np.load(index_dir / IDS_NAME, allow_pickle=False)
+        except (OSError, ValueError, RuntimeError) as e:
+            raise IndexIntegrityError(f"Cannot load index {str(index_dir)!r}: {e}") from e
+        count, rerank_dim = int(manifest["count"]), int(manifest["rerank_dim"])
+        if store.shape != (count, rerank_dim) or ids.shape != (count,) or norms.shape[0] != count:
+            raise IndexIntegrityError(
+                f"Index {str(index_dir)!r}: array shapes disagree with the manifest."
+            )
+        return cls(index_dir, manifest, searcher, store, norms, ids)
+
+    def norm_column(self, dim: int) -> int | None:
+        """Column of `prefix_norms` holding `||z[:dim]||`, or None when not stored."""
+        return self._norm_column.get(dim)
+
+    def shortlist(self, queries: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """ScaNN search of re-normalised `(n, D_s)` queries.
+
+        Returns:
+            `(rows, scores)`, `(n, size)` int64 row numbers and float32 cosine scores; rows
+            ScaNN could not fill (too few points in the searched leaves) have score `-inf`.
+        """
+        reorder = max(size, int(self.scann_options["reorder_num_neighbors"]))
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        search = (
+            self.searcher.search_batched_parallel
+            if queries.shape[0] >= 64
+            else self.searcher.search_batched
+        )
+        rows, scores = search(
+            queries, final_num_neighbors=size, pre_reorder_num_neighbors=min(reorder, self.count)
+        )
+        rows = np.asarray(rows, dtype=np.int64)
+        scores = np.asarray(scores, dtype=np.float32)
+        missing = np.isnan(scores)
+        if missing.any():
+            scores = np.where(missing, -np.inf, scores).astype(np.float32)
+            rows = np.where(missing, 0, rows)
+        return rows, scores
+
+    def lookup_ids(self, rows: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        """Maps row numbers to ids; invalid entries become -1 (int ids) or "" (string ids)."""
+        out = self.ids[rows]
+        if valid is not None and not valid.all():
+            out = out.copy()
+            out[~valid] = -1 if out.dtype.kind == "i" else ""
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"AdaptiveIndex(path={str(self.path)!r}, count={self.count}, d={self.embedding_dim}, "
+            f"shortlist_dim={self.shortlist_dim}, rerank_dim={self.rerank_dim}, "
+            f"model_version={self.model_version}, index_version={self.index_version!r})"
+        )

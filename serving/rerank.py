@@ -1,0 +1,116 @@
+"""Batched rerank kernel: score shortlisted rows with re-normalised prefixes, stage by stage.
+
+A funnel over dims `m_1 < m_2 < ...` rescoring the survivors of each stage only needs the bytes
+`z[m_{j-1}:m_j]` of each survivor at stage `j`: the kernel keeps the raw dot products
+`<q[:m], z[:m]>` of every candidate and extends them by the next slice of columns, then divides
+by `||q[:m]||` and by `||z[:m]||` (read from the index's stored prefix norms when `m` is one of
+them, else accumulated from the same gathered slices). Only candidate rows are gathered (and
+converted from float16 when the store is float16); queries are processed in blocks so the
+temporaries stay small. Every step is vectorised over the whole batch of queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+_BLOCK_BYTES = 8 << 20  # gathered float32 bytes per block of queries
+
+
+def top_along_rows(scores: np.ndarray, size: int) -> np.ndarray:
+    """Column positions of the `size` largest scores of each row, unordered; `(n, size)`."""
+    if size >= scores.shape[1]:
+        return np.broadcast_to(np.arange(scores.shape[1]), scores.shape).copy()
+    return np.argpartition(-scores, size - 1, axis=1)[:, :size]
+
+
+def sort_rows_descending(scores: np.ndarray) -> np.ndarray:
+    """Column order that sorts each row by descending score (stable)."""
+    return np.argsort(-scores, axis=1, kind="stable")
+
+
+class PrefixReranker:
+    """Reranks candidates of a store of raw prefixes `z[:D_r]` through a sequence of stages.
+
+    Args:
+        store: `(count, D_r)` float32 or float16 array, typically memory-mapped.
+        prefix_norms: `(count, len(norm_dims))` float32 `||z[:m]||`, or None.
+        norm_dims: the `m` of each column of `prefix_norms`.
+
+    Call `rerank(queries, rows, valid, stages)` with raw query embeddings `(n, >= max dim)`,
+    candidate rows `(n, K)` (int64), a validity mask `(n, K)` and stages `[(dim, size), ...]`
+    (dims increasing, sizes non-increasing). Returns `(rows, scores, valid)` of the last stage,
+    `(n, size_last)`, unordered.
+    """
+
+    def __init__(
+        self,
+        store: np.ndarray,
+        prefix_norms: np.ndarray | None = None,
+        norm_dims: Sequence[int] = (),
+    ):
+        self.store = np.asarray(store)  # a plain ndarray view (of the memory map when mapped)
+        self.prefix_norms = prefix_norms
+        self.norm_column = (
+            {int(m): i for i, m in enumerate(norm_dims)} if prefix_norms is not None else {}
+        )
+
+    def _gather_dot(
+        self, rows: np.ndarray, queries: np.ndarray, start: int, stop: int, want_sumsq: bool
+    ):
+        """Partial dot products `<q[start:stop], z[start:stop]>` (and squared norms) per candidate."""
+        n, k = rows.shape
+        width = stop - start
+        block = max(1, _BLOCK_BYTES // max(1, k * width * 4))
+        dots = np.empty((n, k), dtype=np.float32)
+        sumsq = np.empty((n, k), dtype=np.float32) if want_sumsq else None
+        for b in range(0, n, block):
+            e = min(n, b + block)
+            gathered = self.store[rows[b:e].reshape(-1), start:stop]
+            if gathered.dtype != np.float32:
+                gathered = gathered.astype(np.float32)
+            gathered = gathered.reshape(e - b, k, width)
+            q = np.ascontiguousarray(queries[b:e, start:stop], dtype=np.float32)
+            dots[b:e] = np.matmul(gathered, q[:, :, None])[:, :, 0]
+            if want_sumsq:
+                sumsq[b:e] = np.einsum("nkd,nkd->nk", gathered, gathered)
+        return dots, sumsq
+
+    def rerank(
+        self,
+        queries: np.ndarray,
+        rows: np.ndarray,
+        valid: np.ndarray,
+        stages: Sequence[tuple[int, int]],
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        queries = np.asarray(queries, dtype=np.float32)
+        q_sumsq = np.cumsum(np.square(queries[:, : stages[-1][0]]), axis=1)
+        need_sumsq = any(dim not in self.norm_column for dim, _ in stages)
+        dots = np.zeros(rows.shape, dtype=np.float32)
+        z_sumsq = np.zeros(rows.shape, dtype=np.float32) if need_sumsq else None
+        done = 0
+        scores = None
+        for dim, size in stages:
+            part, part_sq = self._gather_dot(rows, queries, done, dim, need_sumsq)
+            dots += part
+            if need_sumsq:
+                z_sumsq += part_sq
+            done = dim
+            column = self.norm_column.get(dim)
+            if column is not None:
+                z_norm = self.prefix_norms[rows, column]
+            else:
+                z_norm = np.sqrt(z_sumsq)
+            q_norm = np.sqrt(q_sumsq[:, dim - 1])[:, None]
+            scores = dots / np.maximum(q_norm * z_norm, 1e-12)
+            scores = np.where(valid, scores, -np.inf).astype(np.float32, copy=False)
+            if size < rows.shape[1]:
+                keep = top_along_rows(scores, size)
+                rows = np.take_along_axis(rows, keep, axis=1)
+                scores = np.take_along_axis(scores, keep, axis=1)
+                valid = np.take_along_axis(valid, keep, axis=1)
+                dots = np.take_along_axis(dots, keep, axis=1)
+                if need_sumsq:
+                    z_sumsq = np.take_along_axis(z_sumsq, keep, axis=1)
+        return rows, scores, valid

@@ -1,0 +1,291 @@
+"""Adaptive retrieval (paper, section 4.3.1): shortlist at `D_s` with ScaNN, rerank up to `D_r`."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from mrl_keras.serving.index import AdaptiveIndex, check_model_version
+from mrl_keras.serving.rerank import PrefixReranker, sort_rows_descending
+
+DEFAULT_SHORTLIST_SIZE = 200
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchResult:
+    """Results of a batch of searches.
+
+    Attributes:
+        ids: `(n, k)` int64 or unicode ids, best first (-1 / "" where fewer than k were found).
+        scores: `(n, k)` float32 cosine similarity at the last stage's prefix.
+        model_version: version of the model that embedded the queries (None for raw embeddings).
+        index_version: the index's content version.
+    """
+
+    ids: np.ndarray
+    scores: np.ndarray
+    model_version: int | None
+    index_version: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchPlan:
+    """A validated search: shortlist `shortlist_size` at `shortlist_dim`, then `stages`."""
+
+    k: int
+    shortlist_dim: int
+    shortlist_size: int
+    stages: tuple[tuple[int, int], ...]
+
+    @property
+    def max_dim(self) -> int:
+        return self.stages[-1][0] if self.stages else self.shortlist_dim
+
+
+def _as_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"Expected an int {name}. Received: {value!r}")
+    return int(value)
+
+
+def parse_funnel(funnel: Any) -> tuple[tuple[int, int], ...]:
+    """Normalises a funnel given as `[(dim, size), ...]` or `[{"dim": .., "size": ..}, ...]`."""
+    if isinstance(funnel, (str, bytes)) or not isinstance(funnel, Sequence) or len(funnel) == 0:
+        raise ValueError(
+            "Expected funnel as a non-empty list of [dim, size] stages, e.g. "
+            f"[[32, 100], [64, 50], [128, 10]]. Received: {funnel!r}"
+        )
+    stages = []
+    for stage in funnel:
+        if isinstance(stage, dict):
+            if set(stage) != {"dim", "size"}:
+                raise ValueError(
+                    f"Expected funnel stages with keys 'dim' and 'size'. Received: {stage!r}"
+                )
+            dim, size = stage["dim"], stage["size"]
+        elif (
+            isinstance(stage, Sequence) and not isinstance(stage, (str, bytes)) and len(stage) == 2
+        ):
+            dim, size = stage
+        else:
+            raise ValueError(f"Expected each funnel stage as [dim, size]. Received: {stage!r}")
+        stages.append((_as_int("funnel dim", dim), _as_int("funnel size", size)))
+    return tuple(stages)
+
+
+class AdaptiveRetriever:
+    """Adaptive retrieval and funnel retrieval over an `AdaptiveIndex`.
+
+    One backend call embeds the queries at the largest prefix a search needs (`embed_{m}`); the
+    shortlist is ScaNN over the re-normalised `z[:D_s]`; reranking scores the candidates with
+    the re-normalised prefix at each stage: one stage at `D_r` (adaptive retrieval, AR) or a
+    funnel, e.g. `[(32, 100), (64, 50), (128, 25), (256, 10), (2048, 10)]` after a shortlist of
+    200 at 16 (section 4.3.1). Everything is batched over the queries.
+
+    Args:
+        index: an `AdaptiveIndex`.
+        backend: a `ModelBackend` used by `search(inputs, ...)`; optional for
+            `search_embeddings`.
+        allow_version_mismatch: accept a backend serving another model version than the one
+            that built the index.
+        default_shortlist_size: shortlist size `K` when a search names none. Defaults to 200.
+
+    Example:
+
+    >>> index = mrl_keras.serving.AdaptiveIndex.load("/tmp/idx")              # doctest: +SKIP
+    >>> retriever = mrl_keras.serving.AdaptiveRetriever(index, LocalModel(p)) # doctest: +SKIP
+    >>> result = retriever.search(images, k=10, funnel=[(32, 100), (64, 10)]) # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        index: AdaptiveIndex,
+        backend: Any = None,
+        *,
+        allow_version_mismatch: bool = False,
+        default_shortlist_size: int = DEFAULT_SHORTLIST_SIZE,
+    ):
+        if not isinstance(index, AdaptiveIndex):
+            raise TypeError(f"Expected an AdaptiveIndex. Received: {type(index).__name__}")
+        self.index = index
+        self.backend = backend
+        self.allow_version_mismatch = bool(allow_version_mismatch)
+        self.default_shortlist_size = _as_int("default_shortlist_size", default_shortlist_size)
+        if self.default_shortlist_size < 1:
+            raise ValueError(
+                f"Expected default_shortlist_size >= 1. Received: {default_shortlist_size}"
+            )
+        self.reranker = PrefixReranker(index.store, index.prefix_norms, index.prefix_norm_dims)
+        if backend is not None:
+            info = backend.info()
+            if info.embedding_dim < index.rerank_dim:
+                raise ValueError(
+                    f"The backend's model embeds {info.embedding_dim} dims but the index reranks at "
+                    f"{index.rerank_dim}. Use the model the index was built with."
+                )
+            check_model_version(
+                index.manifest, info.version, allow_mismatch=self.allow_version_mismatch
+            )
+
+    def plan(
+        self,
+        k: int = 10,
+        shortlist_dim: int | None = None,
+        shortlist_size: int | None = None,
+        rerank_dim: int | None = None,
+        funnel: Any = None,
+    ) -> SearchPlan:
+        """Validates search arguments against the index; raises ValueError/TypeError naming the problem."""
+        index = self.index
+        k = _as_int("k", k)
+        if not 1 <= k <= index.count:
+            raise ValueError(f"Expected 1 <= k <= {index.count} (the corpus size). Received: k={k}")
+        d_s = index.shortlist_dim
+        if shortlist_dim is not None and _as_int("shortlist_dim", shortlist_dim) != d_s:
+            raise ValueError(
+                f"Unknown shortlist_dim={shortlist_dim}: this index shortlists at D_s={d_s} "
+                "(rebuild it with --shortlist-dim to change it)."
+            )
+        if funnel is not None and rerank_dim is not None:
+            raise ValueError("Expected either rerank_dim or funnel, not both.")
+        if funnel is not None:
+            stages = parse_funnel(funnel)
+        else:
+            dim = index.rerank_dim if rerank_dim is None else _as_int("rerank_dim", rerank_dim)
+            if not d_s <= dim <= index.rerank_dim:
+                raise ValueError(
+                    f"Unknown rerank_dim={dim}: expected {d_s} <= rerank_dim <= {index.rerank_dim} "
+                    "(the index's shortlist and rerank dims)."
+                )
+            stages = ((dim, k),) if dim > d_s else ()
+        dims = [dim for dim, _ in stages]
+        sizes = [size for _, size in stages]
+        if stages:
+            if (
+                dims[0] <= d_s
+                or any(b <= a for a, b in zip(dims, dims[1:], strict=False))
+                or dims[-1] > index.rerank_dim
+            ):
+                raise ValueError(
+                    f"Expected funnel dims strictly increasing within ({d_s}, {index.rerank_dim}] "
+                    f"(after the shortlist dim, up to the rerank dim). Received: dims={dims}"
+                )
+            if any(b > a for a, b in zip(sizes, sizes[1:], strict=False)):
+                raise ValueError(f"Expected funnel sizes non-increasing. Received: sizes={sizes}")
+            if sizes[-1] < k:
+                raise ValueError(f"Expected the last funnel size >= k={k}. Received: sizes={sizes}")
+        if shortlist_size is None:
+            size = min(index.count, max(self.default_shortlist_size, k, sizes[0] if sizes else 0))
+        else:
+            size = _as_int("shortlist_size", shortlist_size)
+            if not k <= size <= index.count:
+                raise ValueError(
+                    f"Expected k={k} <= shortlist_size <= {index.count} (the corpus size). "
+                    f"Received: shortlist_size={size}"
+                )
+        if sizes and sizes[0] > size:
+            raise ValueError(
+                f"Expected funnel sizes <= shortlist_size={size}. Received: sizes={sizes}"
+            )
+        return SearchPlan(k=k, shortlist_dim=d_s, shortlist_size=size, stages=tuple(stages))
+
+    def _check_embeddings(self, embeddings: Any, plan: SearchPlan) -> np.ndarray:
+        array = np.asarray(embeddings)
+        if array.dtype.kind not in "fiu":
+            raise TypeError(f"Expected numeric embeddings. Received dtype {array.dtype}")
+        if array.ndim != 2 or array.shape[0] == 0:
+            raise ValueError(
+                f"Expected embeddings of shape (n >= 1, dim). Received: shape {array.shape}"
+            )
+        if not plan.max_dim <= array.shape[1] <= self.index.embedding_dim:
+            raise ValueError(
+                f"Expected query embeddings with between {plan.max_dim} (the largest dim this "
+                f"search uses) and {self.index.embedding_dim} (the index's d) columns. "
+                f"Received: {array.shape[1]}"
+            )
+        array = array.astype(np.float32, copy=False)
+        if not np.isfinite(array).all():
+            raise ValueError("Expected finite query embeddings. Received NaN or Inf.")
+        return array
+
+    def search_embeddings(
+        self,
+        embeddings: Any,
+        k: int = 10,
+        shortlist_dim: int | None = None,
+        shortlist_size: int | None = None,
+        rerank_dim: int | None = None,
+        funnel: Any = None,
+        *,
+        model_version: int | None = None,
+    ) -> SearchResult:
+        """Searches with query embeddings `(n, >= max dim)` already computed (raw or normalised).
+
+        Args:
+            embeddings: `(n, m)` query embeddings, `m` at least the largest dim used.
+            k: number of results per query, `1 <= k <= count`.
+            shortlist_dim: must be the index's `D_s` (or None).
+            shortlist_size: `K` candidates from ScaNN. Defaults to `max(200, k)`.
+            rerank_dim: rerank at this prefix (`D_s <= rerank_dim <= D_r`; `D_s`: no rerank).
+                Defaults to the index's `D_r`.
+            funnel: `[(dim, size), ...]` stages instead of `rerank_dim`.
+            model_version: recorded in the result.
+
+        Returns:
+            A `SearchResult`.
+        """
+        plan = self.plan(k, shortlist_dim, shortlist_size, rerank_dim, funnel)
+        queries = self._check_embeddings(embeddings, plan)
+        return self._run(queries, plan, model_version)
+
+    def search(
+        self,
+        inputs: Any,
+        k: int = 10,
+        shortlist_dim: int | None = None,
+        shortlist_size: int | None = None,
+        rerank_dim: int | None = None,
+        funnel: Any = None,
+        *,
+        timeout: float | None = None,
+    ) -> SearchResult:
+        """Embeds model inputs with one backend call at the largest prefix needed, then searches.
+
+        Raises:
+            ValueError: bad search arguments.
+            ModelVersionMismatchError: the backend served another model version than the index's.
+            BackendError: from the backend (unavailable, deadline, invalid input, ...).
+        """
+        if self.backend is None:
+            raise ValueError(
+                "This retriever has no backend: use search_embeddings, or pass a backend."
+            )
+        plan = self.plan(k, shortlist_dim, shortlist_size, rerank_dim, funnel)
+        result = self.backend.embed(inputs, plan.max_dim, timeout=timeout)
+        served = getattr(result, "served_version", None)
+        check_model_version(self.index.manifest, served, allow_mismatch=self.allow_version_mismatch)
+        queries = self._check_embeddings(result.embeddings, plan)
+        return self._run(queries, plan, served)
+
+    def _run(
+        self, queries: np.ndarray, plan: SearchPlan, model_version: int | None
+    ) -> SearchResult:
+        index = self.index
+        head = queries[:, : plan.shortlist_dim]
+        head = head / np.maximum(np.linalg.norm(head, axis=1, keepdims=True), 1e-12)
+        rows, scores = index.shortlist(head, plan.shortlist_size)
+        valid = np.isfinite(scores)
+        if plan.stages:
+            rows, scores, valid = self.reranker.rerank(queries, rows, valid, plan.stages)
+        order = sort_rows_descending(scores)[:, : plan.k]
+        rows = np.take_along_axis(rows, order, axis=1)
+        scores = np.take_along_axis(scores, order, axis=1)
+        valid = np.take_along_axis(valid, order, axis=1)
+        return SearchResult(
+            ids=index.lookup_ids(rows, valid),
+            scores=scores,
+            model_version=model_version,
+            index_version=index.index_version,
+        )

@@ -1,0 +1,225 @@
+"""Tests for serving/index.py: build, manifest, checksums, atomic publication, version checks."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+from mrl_keras.serving.index import (
+    AdaptiveIndex,
+    IndexIntegrityError,
+    ModelVersionMismatchError,
+    build_index,
+    default_scann_options,
+    load_embeddings_file,
+    read_manifest,
+)
+from mrl_keras.serving.retriever import AdaptiveRetriever
+
+EXACT = {"num_leaves": 1, "reorder_num_neighbors": 10_000}
+
+
+def _corpus(n=2000, d=32, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    x = _corpus()
+    out = tmp_path_factory.mktemp("index") / "idx"
+    build_index(out, x, shortlist_dim=8, model_name="toy", model_version=7, scann_options=EXACT)
+    return out, x
+
+
+def test_manifest_contents(built):
+    out, x = built
+    manifest = read_manifest(out)
+    assert manifest["format_version"] == 1
+    assert (manifest["model_name"], manifest["model_version"]) == ("toy", 7)
+    assert (manifest["embedding_dim"], manifest["shortlist_dim"], manifest["rerank_dim"]) == (
+        32,
+        8,
+        32,
+    )
+    assert manifest["count"] == len(x)
+    assert manifest["scann"]["num_leaves"] == 1
+    assert manifest["created_at"].endswith("+00:00")
+    files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert set(manifest["files"]) == files - {"manifest.json"}
+    assert {"rerank.npy", "ids.npy", "prefix_norms.npy", "scann/scann_assets.pbtxt"} <= files
+    assert all(len(h) == 64 for h in manifest["files"].values())
+
+
+def test_round_trip_same_results(built, tmp_path):
+    out, x = built
+    index = AdaptiveIndex.load(out)
+    assert isinstance(index.store, np.memmap) or isinstance(index.store.base, np.memmap)
+    np.testing.assert_array_equal(np.asarray(index.store), x)
+    q = _corpus(16, 32, seed=1)
+    first = AdaptiveRetriever(index).search_embeddings(q, k=5)
+    # A copy of the directory elsewhere loads too (ScaNN assets use relative paths).
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-r", str(out), str(copy)], check=True)
+    second = AdaptiveRetriever(AdaptiveIndex.load(copy)).search_embeddings(q, k=5)
+    np.testing.assert_array_equal(first.ids, second.ids)
+    np.testing.assert_allclose(first.scores, second.scores)
+    assert first.index_version == second.index_version == index.index_version
+
+
+@pytest.mark.parametrize("store_dtype", ["float32", "float16"])
+def test_string_ids_and_store_dtype(tmp_path, store_dtype):
+    x = _corpus(300, 16)
+    ids = np.asarray([f"doc-{i}" for i in range(300)])
+    build_index(
+        tmp_path / "i", x, ids, shortlist_dim=4, store_dtype=store_dtype, scann_options=EXACT
+    )
+    index = AdaptiveIndex.load(tmp_path / "i")
+    assert index.store.dtype == np.dtype(store_dtype)
+    result = AdaptiveRetriever(index).search_embeddings(x[:3], k=1, shortlist_size=300)
+    assert result.ids.tolist() == [["doc-0"], ["doc-1"], ["doc-2"]]
+    np.testing.assert_allclose(result.scores, 1.0, atol=2e-3)
+
+
+def test_every_flipped_byte_is_detected(built, tmp_path):
+    out, _ = built
+    names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    for name in names:
+        copy = tmp_path / name.replace("/", "_")
+        subprocess.run(["cp", "-r", str(out), str(copy)], check=True)
+        target = copy / name
+        data = bytearray(target.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        target.write_bytes(bytes(data))
+        with pytest.raises(IndexIntegrityError):
+            AdaptiveIndex.load(copy)
+
+
+def test_missing_file_and_format_version(built, tmp_path):
+    out, _ = built
+    copy = tmp_path / "c"
+    subprocess.run(["cp", "-r", str(out), str(copy)], check=True)
+    (copy / "ids.npy").unlink()
+    with pytest.raises(IndexIntegrityError, match="missing ids.npy"):
+        AdaptiveIndex.load(copy)
+    with pytest.raises(IndexIntegrityError, match="no manifest.json"):
+        AdaptiveIndex.load(tmp_path)
+
+
+def test_model_version_mismatch_names_both(built):
+    out, _ = built
+    with pytest.raises(ModelVersionMismatchError, match="version 7.*serves version 8"):
+        AdaptiveIndex.load(out, model_version=8)
+    assert AdaptiveIndex.load(out, model_version=8, allow_version_mismatch=True).model_version == 7
+    assert AdaptiveIndex.load(out, model_version=7).model_version == 7
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"shortlist_dim": 0}, ValueError, "1 <= shortlist_dim"),
+        ({"shortlist_dim": 8, "rerank_dim": 4}, ValueError, "shortlist_dim <= rerank_dim"),
+        ({"shortlist_dim": 8, "rerank_dim": 64}, ValueError, "rerank_dim <= d"),
+        ({"shortlist_dim": 8.0}, TypeError, "int shortlist_dim"),
+        ({"shortlist_dim": 8, "store_dtype": "int8"}, ValueError, "store_dtype"),
+        ({"shortlist_dim": 8, "scann_options": {"leaves": 3}}, ValueError, "Unknown ScaNN option"),
+        ({"shortlist_dim": 8, "scann_options": {"num_leaves": 0}}, ValueError, "positive int"),
+    ],
+)
+def test_build_rejects_bad_arguments(tmp_path, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        build_index(tmp_path / "i", _corpus(100), **kwargs)
+    assert not (tmp_path / "i").exists()
+
+
+def test_build_rejects_bad_data(tmp_path):
+    x = _corpus(100)
+    with pytest.raises(ValueError, match="shape"):
+        build_index(tmp_path / "i", x[0], shortlist_dim=4)
+    with pytest.raises(ValueError, match="unique ids"):
+        build_index(tmp_path / "i", x, np.zeros(100, np.int64), shortlist_dim=4)
+    with pytest.raises(ValueError, match=r"ids of shape \(100,\)"):
+        build_index(tmp_path / "i", x, np.arange(5), shortlist_dim=4)
+    bad = x.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        build_index(tmp_path / "i", bad, shortlist_dim=4)
+    assert not (tmp_path / "i").exists()
+    assert not list(tmp_path.glob(".i.tmp-*"))
+
+
+def test_defaults_scale_with_count():
+    small, large = default_scann_options(5_000, 16), default_scann_options(1_000_000, 16)
+    assert small["num_leaves"] == 1
+    assert large["num_leaves"] == 1000 and large["num_leaves_to_search"] == 100
+    assert large["training_sample_size"] == 100_000
+
+
+def test_embeddings_files(tmp_path):
+    x = _corpus(50, 8)
+    np.save(tmp_path / "e.npy", x)
+    np.savez(tmp_path / "e.npz", embeddings=x, ids=np.arange(50) + 100)
+    e, ids = load_embeddings_file(tmp_path / "e.npy")
+    assert ids is None and np.array_equal(e, x)
+    e, ids = load_embeddings_file(tmp_path / "e.npz")
+    assert ids.tolist()[:2] == [100, 101] and np.array_equal(e, x)
+    with pytest.raises(ValueError, match="not found"):
+        load_embeddings_file(tmp_path / "nope.npy")
+
+
+def test_rebuild_replaces_atomically(built, tmp_path):
+    out = tmp_path / "idx"
+    build_index(out, _corpus(200, 16), shortlist_dim=4, scann_options=EXACT, model_version=1)
+    first = AdaptiveIndex.load(out)
+    build_index(
+        out, _corpus(300, 16, seed=3), shortlist_dim=4, scann_options=EXACT, model_version=2
+    )
+    second = AdaptiveIndex.load(out)
+    assert (first.count, second.count) == (200, 300)
+    assert second.model_version == 2
+    # The first index keeps working from its mapped (now unlinked) files.
+    assert first.store.shape == (200, 16) and np.isfinite(np.asarray(first.store)).all()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]
+
+
+def test_killed_build_leaves_previous_index_intact(tmp_path):
+    out = tmp_path / "idx"
+    build_index(out, _corpus(500, 16), shortlist_dim=4, scann_options=EXACT, model_version=1)
+    before = json.loads((out / "manifest.json").read_text())
+    script = textwrap.dedent(
+        f"""
+        import numpy as np
+        from mrl_keras.serving.index import build_index
+        x = np.random.default_rng(0).standard_normal((400_000, 64)).astype(np.float32)
+        build_index({str(out)!r}, x, shortlist_dim=16, model_version=2)
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            temporaries = list(tmp_path.glob(".idx.tmp-*"))
+            if temporaries and (temporaries[0] / "rerank.npy").exists():
+                time.sleep(0.2)
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the build finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    index = AdaptiveIndex.load(out)
+    assert index.model_version == 1 and index.manifest["index_version"] == before["index_version"]
+    assert list(tmp_path.glob(".idx.tmp-*"))  # the dead build's leftovers ...
+    build_index(out, _corpus(100, 16), shortlist_dim=4, scann_options=EXACT, model_version=3)
+    assert not list(tmp_path.glob(".idx.tmp-*"))  # ... are swept by the next build
+    assert AdaptiveIndex.load(out).model_version == 3
