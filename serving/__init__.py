@@ -6,6 +6,29 @@ May import TensorFlow, tensorflow-serving-api and ScaNN; reads export's metadata
 imports `training`.
 """
 
+from mrl_keras.serving._retry import RetryPolicy
+from mrl_keras.serving.backend import (
+    CascadeResult,
+    ClassifyResult,
+    EmbedResult,
+    ModelBackend,
+    ModelInfo,
+    ModelStatus,
+    SignatureSpec,
+    TensorInfo,
+    VersionStatus,
+)
+from mrl_keras.serving.errors import (
+    BackendError,
+    DeadlineExceeded,
+    FailedPrecondition,
+    Internal,
+    InvalidInput,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+    Unimplemented,
+)
 from mrl_keras.serving.index import (
     AdaptiveIndex,
     IndexIntegrityError,
@@ -13,9 +36,37 @@ from mrl_keras.serving.index import (
     build_index,
     default_scann_options,
 )
+from mrl_keras.serving.local_model import LocalModel
+from mrl_keras.serving.model_server import ModelServer
 from mrl_keras.serving.retriever import AdaptiveRetriever, SearchResult
+from mrl_keras.serving.tf_serving_grpc import TFServingGrpc
+from mrl_keras.serving.tf_serving_rest import TFServingRest
 
 __all__ = [
+    # model backends, errors and the dev model server (issue 5)
+    "BackendError",
+    "CascadeResult",
+    "ClassifyResult",
+    "DeadlineExceeded",
+    "EmbedResult",
+    "FailedPrecondition",
+    "Internal",
+    "InvalidInput",
+    "LocalModel",
+    "ModelBackend",
+    "ModelInfo",
+    "ModelServer",
+    "ModelStatus",
+    "NotFound",
+    "ResourceExhausted",
+    "RetryPolicy",
+    "SignatureSpec",
+    "TFServingGrpc",
+    "TFServingRest",
+    "TensorInfo",
+    "Unavailable",
+    "Unimplemented",
+    "VersionStatus",
     # index and retriever (issue 6)
     "AdaptiveIndex",
     "AdaptiveRetriever",

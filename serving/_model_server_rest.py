@@ -1,0 +1,451 @@
+"""REST side of the dev model server: TF Serving's `/v1/models/...` routes, JSON tensor
+parsing (row and columnar formats, `{"b64": ...}`) and error bodies."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import numpy as np
+from mrl_keras.serving._model_server_manager import VersionManager
+from mrl_keras.serving.backend import SignatureSpec
+from mrl_keras.serving.errors import BackendError, Internal, InvalidInput
+from mrl_keras.serving.local_model import tf_type_name
+
+# tensorflow_serving/model_servers/http_rest_api_util.cc
+PREDICTION_RE = re.compile(
+    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)",
+    re.IGNORECASE,
+)
+STATUS_RE = re.compile(
+    r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:\/(metadata))?",
+    re.IGNORECASE,
+)
+_DEBUG_LIMIT = 100
+
+
+def _debug(value: Any) -> str:
+    text = json.dumps(value, separators=(",", ":"))
+    return text if len(text) <= _DEBUG_LIMIT else text[:_DEBUG_LIMIT] + "..."
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "Null"
+    if value is True:
+        return "True"
+    if value is False:
+        return "False"
+    if isinstance(value, dict):
+        return "Object"
+    if isinstance(value, list):
+        return "Array"
+    if isinstance(value, str):
+        return "String"
+    return "Number"
+
+
+def _is_b64(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("b64"), str)
+
+
+def _dense_shape(value: Any) -> list[int]:
+    shape = []
+    while isinstance(value, list):
+        shape.append(len(value))
+        if not value:
+            break
+        value = value[0]
+    return shape
+
+
+def _type_ok(value: Any, dtype: str) -> bool:
+    if dtype in ("float32", "float64", "float16", "bfloat16"):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if dtype == "bool":
+        return isinstance(value, bool)
+    if dtype.startswith(("int", "uint")):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if dtype == "string":
+        return isinstance(value, str)
+    return False
+
+
+def _fill(value: Any, level: int, shape: list[int], dtype: str, out: list) -> None:
+    """TF Serving's FillTensorProto: checks levels, sizes and types, in its words."""
+    rank = len(shape)
+    if not isinstance(value, list):
+        if level != rank:
+            raise InvalidInput(
+                f"JSON Value: {_debug(value)} found at incorrect level: {level + 1} in the JSON "
+                f"DOM. Expected at level: {rank}"
+            )
+        if isinstance(value, dict):
+            if dtype != "string" or not _is_b64(value):
+                if dtype == "string":
+                    raise InvalidInput(
+                        f"JSON Value: {_debug(value)} not formatted correctly for base64 data"
+                    )
+                raise InvalidInput(_type_error(value, dtype))
+            try:
+                out.append(base64.b64decode(value["b64"], validate=True))
+            except ValueError as e:
+                raise InvalidInput("Unable to base64 decode") from e
+            return
+        if not _type_ok(value, dtype):
+            raise InvalidInput(_type_error(value, dtype))
+        out.append(value.encode() if dtype == "string" else value)
+        return
+    if level >= rank:
+        raise InvalidInput(f"Encountered list at unexpected level: {level} expected < {rank}")
+    if len(value) != shape[level]:
+        raise InvalidInput(
+            f"Encountered list at unexpected size: {len(value)} at level: {level} expected "
+            f"size: {shape[level]}"
+        )
+    for v in value:
+        _fill(v, level + 1, shape, dtype, out)
+
+
+def _type_error(value: Any, dtype: str) -> str:
+    return (
+        f"JSON Value: {_debug(value)} Type: {_json_type(value)} is not of expected type: "
+        f"{tf_type_name(dtype)}"
+    )
+
+
+def json_to_array(value: Any, dtype: str) -> np.ndarray:
+    """One JSON value -> array of `dtype`, with TF Serving's checks and messages."""
+    if dtype != "string":
+        try:
+            fast = np.asarray(value)
+        except ValueError:
+            fast = None
+        want = "b" if dtype == "bool" else ("iu" if dtype.startswith(("int", "uint")) else "iuf")
+        if fast is not None and fast.dtype.kind in want:
+            return fast.astype(dtype if dtype != "bfloat16" else "float32", copy=False)
+    shape = _dense_shape(value)
+    out: list = []
+    _fill(value, 0, shape, dtype, out)
+    if dtype == "string":
+        array = np.empty(len(out), dtype=object)
+        array[:] = out
+        return array.reshape(shape)
+    return np.asarray(out, dtype=dtype).reshape(shape)
+
+
+def parse_predict_body(body: bytes) -> dict[str, Any]:
+    """The request document; TF Serving's ParseJson and FillSignature errors."""
+    if not body:
+        raise InvalidInput("JSON Parse error: The document is empty")
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InvalidInput(f"JSON Parse error: {e}") from e
+    if not isinstance(doc, dict):
+        raise InvalidInput(f"JSON Value: {_debug(doc)} Is not object")
+    if "signature_name" in doc and not isinstance(doc["signature_name"], str):
+        raise InvalidInput(
+            f"JSON Value: {_debug(doc)} not formatted correctly. 'signature_name' key must be "
+            "a string value."
+        )
+    return doc
+
+
+def tensors_from_doc(doc: dict[str, Any], spec: SignatureSpec) -> tuple[dict[str, np.ndarray], str]:
+    """(input arrays, "row" | "columnar") following TF Serving's FillPredictRequestFromJson."""
+    inputs = {k: v.dtype for k, v in sorted(spec.inputs.items())}
+    if "instances" in doc:
+        if "inputs" in doc:
+            raise InvalidInput(
+                f"JSON Value: {_debug(doc)} Not formatted correctly expecting only one of "
+                "'inputs' or 'instances' keys to exist "
+            )
+        rows = doc["instances"]
+        if not isinstance(rows, list):
+            raise InvalidInput(
+                f"JSON Value: {_debug(doc)} Expecting 'instances' to be an list/array"
+            )
+        if not rows:
+            raise InvalidInput(f"JSON Value: {_debug(doc)} No values in 'instances' array")
+        return _from_instances(rows, inputs), "row"
+    if "inputs" in doc:
+        value = doc["inputs"]
+        if not isinstance(value, dict) or _is_b64(value):
+            if len(inputs) > 1:
+                raise InvalidInput(
+                    "inputs is a plain value/list, but expecting an object as multiple input "
+                    "tensors required as per tensorinfo_map"
+                )
+            name, dtype = next(iter(inputs.items()))
+            return {name: json_to_array(value, dtype)}, "columnar"
+        arrays = {}
+        for name, dtype in inputs.items():
+            if name not in value:
+                raise InvalidInput(f"Missing named input: {name} in 'inputs' object.")
+            arrays[name] = json_to_array(value[name], dtype)
+        return arrays, "columnar"
+    raise InvalidInput("Missing 'inputs' or 'instances' key")
+
+
+def _from_instances(rows: list, inputs: dict[str, str]) -> dict[str, np.ndarray]:
+    def is_object(v):
+        return isinstance(v, dict) and not _is_b64(v)
+
+    if not isinstance(rows[0], dict) and len(inputs) > 1:
+        raise InvalidInput(
+            "instances is a plain list, but expecting list of objects as multiple input tensors "
+            "required as per tensorinfo_map"
+        )
+    objects = is_object(rows[0])
+    if not objects:
+        name, dtype = next(iter(inputs.items()))
+        if dtype != "string":
+            fast = json_to_array_or_none(rows, dtype)
+            if fast is not None:
+                return {name: fast}
+    columns: dict[str, list[np.ndarray]] = {k: [] for k in inputs}
+    for i, row in enumerate(rows):
+        if objects:
+            if not is_object(row):
+                raise InvalidInput(f"Expecting object but got list at item {i} of input list")
+            for key, value in row.items():
+                if key not in inputs:
+                    raise InvalidInput(
+                        f"Failed to process element: {i} key: {key} of 'instances' list. Error: "
+                        f"INVALID_ARGUMENT: JSON object: does not have named input: {key}"
+                    )
+                _add_item(columns[key], value, inputs[key], i, f" key: {key}")
+            if set(row) != set(inputs):
+                raise InvalidInput(
+                    f"Failed to process element: {i} of 'instances' list. JSON object: "
+                    f"{_debug(row)} keys must be equal to: {','.join(inputs)}"
+                )
+        else:
+            if is_object(row):
+                raise InvalidInput(f"Expecting value/list but got object at item {i} of input list")
+            name = next(iter(inputs))
+            _add_item(columns[name], row, inputs[name], i, "")
+    return {k: np.stack(v) for k, v in columns.items()}
+
+
+def json_to_array_or_none(rows: list, dtype: str) -> np.ndarray | None:
+    try:
+        fast = np.asarray(rows)
+    except ValueError:
+        return None
+    want = "b" if dtype == "bool" else ("iu" if dtype.startswith(("int", "uint")) else "iuf")
+    if fast.dtype.kind in want:
+        return fast.astype(dtype if dtype != "bfloat16" else "float32", copy=False)
+    return None
+
+
+def _add_item(column: list, value: Any, dtype: str, i: int, key_part: str) -> None:
+    try:
+        array = json_to_array(value, dtype)
+    except InvalidInput as e:
+        raise InvalidInput(
+            f"Failed to process element: {i}{key_part} of 'instances' list. Error: "
+            f"INVALID_ARGUMENT: {e.message}"
+        ) from e
+    if column:
+        first = column[0]
+        error = None
+        if first.size != array.size:
+            error = f"Expecting tensor size: {first.size} but got: {array.size}"
+        elif first.shape != array.shape:
+            error = (
+                f"Expecting shape [{', '.join(map(str, first.shape))}] but got: "
+                f"[{', '.join(map(str, array.shape))}]"
+            )
+        if error:
+            raise InvalidInput(
+                f"Failed to process element: {i}{key_part} of 'instances' list. Error: "
+                f"INVALID_ARGUMENT: {error}"
+            )
+    column.append(array)
+
+
+def _json_output(array: np.ndarray) -> Any:
+    if array.dtype.kind in ("S", "O", "U"):
+        return np.vectorize(
+            lambda v: v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v),
+            otypes=[object],
+        )(array).tolist()
+    return array.tolist()
+
+
+def predict_response_json(outputs: dict[str, np.ndarray], fmt: str) -> dict[str, Any]:
+    """TF Serving's MakeJsonFromTensors: `predictions` (row) or `outputs` (columnar)."""
+    names = sorted(outputs)
+    if fmt == "columnar":
+        if len(names) == 1:
+            return {"outputs": _json_output(outputs[names[0]])}
+        return {"outputs": {k: _json_output(outputs[k]) for k in names}}
+    if len(names) == 1:
+        return {"predictions": _json_output(outputs[names[0]])}
+    columns = {k: _json_output(outputs[k]) for k in names}
+    n = len(columns[names[0]])
+    return {"predictions": [{k: columns[k][i] for k in names} for i in range(n)]}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _RestServer
+
+    def log_message(self, format, *args):  # quiet, like TF Serving
+        pass
+
+    def _reply(self, status: int, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _handle(self, method: str) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        path = self.path.split("?", 1)[0]
+        try:
+            status, payload = 200, self.server.dispatch(method, path, body)
+        except BackendError as e:
+            status, payload = e.http_status, {"error": e.message}
+        except Exception as e:  # never let a request kill the connection without a reply
+            err = Internal(f"{type(e).__name__}: {e}")
+            status, payload = err.http_status, {"error": err.message}
+        self._reply(status, payload)
+
+    def do_GET(self):
+        self._handle("GET")
+
+    def do_POST(self):
+        self._handle("POST")
+
+    def do_PUT(self):
+        self._handle("PUT")
+
+    def do_DELETE(self):
+        self._handle("DELETE")
+
+
+class _RestServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address, manager: VersionManager, *, max_batch_size=None, latency_s=0.0):
+        super().__init__(address, _Handler)
+        self.manager = manager
+        self.max_batch_size = max_batch_size
+        self.latency_s = latency_s
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def process_request(self, request, client_address):
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Drops every open keep-alive connection (a stopped server answers nothing)."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def dispatch(self, method: str, path: str, body: bytes) -> dict[str, Any]:
+        malformed = InvalidInput(f"Malformed request: {method} {path}")
+        if method == "POST":
+            m = PREDICTION_RE.fullmatch(path)
+            if not m:
+                raise malformed
+            name, version, label, verb = m.groups()
+            if version and label:
+                raise malformed
+            if verb.lower() != "predict":
+                raise InvalidInput(f"Dev model server: '{verb}' is not implemented; use :predict.")
+            return self._predict(name, int(version) if version else None, label, body)
+        if method == "GET":
+            m = STATUS_RE.fullmatch(path)
+            if not m:
+                raise malformed
+            name, version, label, sub = m.groups()
+            if not name:
+                raise InvalidInput("Missing model name in request.")
+            version = int(version) if version else None
+            if sub:
+                return self._metadata(name, version, label)
+            return self._status(name, version)
+        raise malformed
+
+    def _predict(self, name, version, label, body: bytes) -> dict[str, Any]:
+        doc = parse_predict_body(body)
+        fmt = {}
+
+        def decode(spec):
+            arrays, fmt["format"] = tensors_from_doc(doc, spec)
+            return arrays
+
+        def bad_signature(sig):
+            return InvalidInput(f'Serving signature name: "{sig}" not found in signature def')
+
+        outputs, _, _ = self.manager.predict(
+            name,
+            version,
+            label,
+            doc.get("signature_name", ""),
+            decode,
+            bad_signature=bad_signature,
+            max_batch_size=self.max_batch_size,
+            latency_s=self.latency_s,
+        )
+        return predict_response_json(outputs, fmt["format"])
+
+    def _status(self, name, version) -> dict[str, Any]:
+        return {
+            "model_version_status": [
+                {
+                    "version": str(v.version),
+                    "state": v.state,
+                    "status": {"error_code": v.error_code, "error_message": v.error_message},
+                }
+                for v in self.manager.status(name, version)
+            ]
+        }
+
+    def _metadata(self, name, version, label) -> dict[str, Any]:
+        from google.protobuf import json_format
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        served, defs = self.manager.signature_defs(name, version, label)
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        for k, v in defs.items():
+            signature_map.signature_def[k].CopyFrom(v)
+        return {
+            "model_spec": {"name": name, "signature_name": "", "version": str(served)},
+            "metadata": {
+                "signature_def": json_format.MessageToDict(
+                    signature_map,
+                    preserving_proto_field_name=True,
+                    always_print_fields_with_no_presence=True,
+                )
+            },
+        }
+
+
+def make_rest_server(host: str, port: int, manager: VersionManager, **options) -> _RestServer:
+    return _RestServer((host, port), manager, **options)
