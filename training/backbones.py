@@ -47,7 +47,9 @@ def check_input_shape(backbone: str, input_shape: tuple[int, ...], options: dict
                 "or another --patch-size."
             )
     if c not in (1, 3):
-        raise ValueError(f"Expected 1 or 3 image channels. Received: input_shape={tuple(input_shape)}")
+        raise ValueError(
+            f"Expected 1 or 3 image channels. Received: input_shape={tuple(input_shape)}"
+        )
 
 
 def default_patch_size(image_side: int) -> int:
@@ -56,16 +58,20 @@ def default_patch_size(image_side: int) -> int:
 
 def _residual_block(x, filters: int, stride: int, prefix: str):
     shortcut = x
-    y = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False,
-                            name=f"{prefix}_conv1")(x)
+    y = keras.layers.Conv2D(
+        filters, 3, strides=stride, padding="same", use_bias=False, name=f"{prefix}_conv1"
+    )(x)
     y = keras.layers.BatchNormalization(synchronized=True, name=f"{prefix}_bn1")(y)
     y = keras.layers.ReLU(name=f"{prefix}_relu1")(y)
     y = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{prefix}_conv2")(y)
     y = keras.layers.BatchNormalization(synchronized=True, name=f"{prefix}_bn2")(y)
     if stride != 1 or shortcut.shape[-1] != filters:
-        shortcut = keras.layers.Conv2D(filters, 1, strides=stride, use_bias=False,
-                                       name=f"{prefix}_proj")(shortcut)
-        shortcut = keras.layers.BatchNormalization(synchronized=True, name=f"{prefix}_proj_bn")(shortcut)
+        shortcut = keras.layers.Conv2D(
+            filters, 1, strides=stride, use_bias=False, name=f"{prefix}_proj"
+        )(shortcut)
+        shortcut = keras.layers.BatchNormalization(synchronized=True, name=f"{prefix}_proj_bn")(
+            shortcut
+        )
     y = keras.layers.Add(name=f"{prefix}_add")([shortcut, y])
     return keras.layers.ReLU(name=f"{prefix}_out")(y)
 
@@ -73,8 +79,9 @@ def _residual_block(x, filters: int, stride: int, prefix: str):
 def small_resnet(inputs, d: int = 512, width: int = 32, blocks: int = 1, stem_stride: int = 1):
     """A small ResNet: stem, three stages (width, 2*width, 4*width; stride 2 between stages),
     then a 1x1 convolution to `d` channels with BatchNorm and ReLU. Returns the feature map."""
-    x = keras.layers.Conv2D(width, 3, strides=stem_stride, padding="same", use_bias=False,
-                            name="stem_conv")(inputs)
+    x = keras.layers.Conv2D(
+        width, 3, strides=stem_stride, padding="same", use_bias=False, name="stem_conv"
+    )(inputs)
     x = keras.layers.BatchNormalization(synchronized=True, name="stem_bn")(x)
     x = keras.layers.ReLU(name="stem_relu")(x)
     for stage, filters in enumerate((width, 2 * width, 4 * width)):
@@ -94,8 +101,14 @@ def resnet50(inputs, weights: str | None = None):
     return model(inputs)
 
 
-def vit(inputs, d: int = 768, depth: int = 12, heads: int = 12, mlp_ratio: int = 4,
-        patch_size: int | None = None):
+def vit(
+    inputs,
+    d: int = 768,
+    depth: int = 12,
+    heads: int = 12,
+    mlp_ratio: int = 4,
+    patch_size: int | None = None,
+):
     """A compact ViT; returns the token sequence after the final LayerNorm."""
     if d % heads:
         raise ValueError(f"Expected vit d divisible by heads={heads}. Received: d={d}")
@@ -140,9 +153,18 @@ def backbone_features(backbone: str, inputs, d: int | None = None, **options: An
         return resnet50(inputs, weights=options.get("weights")), 2048
     if backbone == "small_resnet":
         d = d or DEFAULT_DIMS["small_resnet"]
-        return small_resnet(inputs, d, width=options.get("width") or 32,
-                            blocks=options.get("blocks") or 1,
-                            stem_stride=options.get("stem_stride") or 1), d
+        return small_resnet(
+            inputs,
+            d,
+            width=options.get("width") or 32,
+            blocks=options.get("blocks") or 1,
+            stem_stride=options.get("stem_stride") or 1,
+        ), d
     d = d or DEFAULT_DIMS["vit"]
-    return vit(inputs, d, depth=options.get("depth") or 12, heads=options.get("heads") or 12,
-               patch_size=options.get("patch_size")), d
+    return vit(
+        inputs,
+        d,
+        depth=options.get("depth") or 12,
+        heads=options.get("heads") or 12,
+        patch_size=options.get("patch_size"),
+    ), d

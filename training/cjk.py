@@ -298,18 +298,35 @@ def build_cjk(
     faces = available_faces(fonts)
     train_ids, test_ids = split_faces(faces, test_fraction, seed)
     described = [
-        {"path": f.path, "index": f.index, "family": f.family, "size": os.path.getsize(f.path),
-         "split": "test" if i in test_ids else "train"}
+        {
+            "path": f.path,
+            "index": f.index,
+            "family": f.family,
+            "size": os.path.getsize(f.path),
+            "split": "test" if i in test_ids else "train",
+        }
         for i, f in enumerate(faces)
     ]
     key = json.dumps(
-        [CACHE_FORMAT, num_classes, image_size, train_per_class, test_per_class, seed,
-         test_fraction, described],
+        [
+            CACHE_FORMAT,
+            num_classes,
+            image_size,
+            train_per_class,
+            test_per_class,
+            seed,
+            test_fraction,
+            described,
+        ],
         sort_keys=True,
     )
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     cache_dir = default_cache_dir() if cache_dir is None else cache_dir
-    cache_path = os.path.join(cache_dir, f"cjk-{num_classes}c-{image_size}px-{digest}.npz") if cache_dir else ""
+    cache_path = (
+        os.path.join(cache_dir, f"cjk-{num_classes}c-{image_size}px-{digest}.npz")
+        if cache_dir
+        else ""
+    )
     if cache_path and os.path.exists(cache_path):
         with np.load(cache_path) as data:
             return {k: data[k] for k in data.files}

@@ -67,7 +67,9 @@ def read_idx(path: str) -> np.ndarray:
     shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
     array = np.frombuffer(data, dtype=dtype[data[2]], offset=4 + 4 * ndim)
     if array.size != int(np.prod(shape)):
-        raise ValueError(f"Truncated IDX file {path}: expected shape {shape}, got {array.size} values")
+        raise ValueError(
+            f"Truncated IDX file {path}: expected shape {shape}, got {array.size} values"
+        )
     return array.reshape(shape)
 
 
@@ -89,8 +91,14 @@ def load_fashion_mnist(data_dir: str | None = None) -> dict[str, np.ndarray]:
         out = {}
         for split in ("train", "test"):
             x, y = tfds.as_numpy(
-                tfds.load("fashion_mnist", split=split, batch_size=-1, as_supervised=True,
-                          data_dir=data_dir, download=True)
+                tfds.load(
+                    "fashion_mnist",
+                    split=split,
+                    batch_size=-1,
+                    as_supervised=True,
+                    data_dir=data_dir,
+                    download=True,
+                )
             )
             out[f"x_{split}"], out[f"y_{split}"] = x[..., 0], y
         return out
@@ -121,8 +129,19 @@ def _subset(x, y, limit, seed):
     return x[order], y[order]
 
 
-def _from_arrays(name, arrays, num_classes, class_names, holdout, seed, max_train, max_test,
-                 image_size, channels, info):
+def _from_arrays(
+    name,
+    arrays,
+    num_classes,
+    class_names,
+    holdout,
+    seed,
+    max_train,
+    max_test,
+    image_size,
+    channels,
+    info,
+):
     x_train, y_train = arrays["x_train"], arrays["y_train"].astype(np.int32)
     x_test, y_test = arrays["x_test"], arrays["y_test"].astype(np.int32)
     x_train, y_train, x_hold, y_hold = _split_holdout(x_train, y_train, holdout, seed)
@@ -188,9 +207,7 @@ def _from_tfds(name, data_dir, holdout, seed, max_train, max_test, image_size, c
             f"dataset name (see `tfds.list_builders()`). ({type(e).__name__})"
         ) from e
     features = builder.info.features
-    image_key = next(
-        (k for k, f in features.items() if isinstance(f, tfds.features.Image)), None
-    )
+    image_key = next((k for k, f in features.items() if isinstance(f, tfds.features.Image)), None)
     label_key = next(
         (k for k, f in features.items() if isinstance(f, tfds.features.ClassLabel)), None
     )
@@ -219,7 +236,11 @@ def _from_tfds(name, data_dir, holdout, seed, max_train, max_test, image_size, c
     n_train = n_train_all - n_hold
     if max_train:
         n_train = min(n_train, int(max_train))
-    n_test = splits[test_split].num_examples if not max_test else min(max_test, splits[test_split].num_examples)
+    n_test = (
+        splits[test_split].num_examples
+        if not max_test
+        else min(max_test, splits[test_split].num_examples)
+    )
     shape = tuple(features[image_key].shape)
     if None in shape[:2] and not image_size:
         raise ValueError(
@@ -292,12 +313,25 @@ def load_data(
     if not isinstance(name, str) or not name:
         raise ValueError(f"Expected a dataset name. Received: {name!r}")
     if isinstance(holdout, bool) or not isinstance(holdout, (int, float)) or holdout < 0:
-        raise ValueError(f"Expected holdout >= 0 (fraction or count). Received: holdout={holdout!r}")
+        raise ValueError(
+            f"Expected holdout >= 0 (fraction or count). Received: holdout={holdout!r}"
+        )
     key = name.lower().replace("-", "_")
     if key == "fashion_mnist":
         arrays = load_fashion_mnist(data_dir)
-        return _from_arrays("fashion_mnist", arrays, 10, FASHION_MNIST_CLASSES, holdout, seed,
-                            max_train, max_test, image_size, channels, {"source": "idx"})
+        return _from_arrays(
+            "fashion_mnist",
+            arrays,
+            10,
+            FASHION_MNIST_CLASSES,
+            holdout,
+            seed,
+            max_train,
+            max_test,
+            image_size,
+            channels,
+            {"source": "idx"},
+        )
     if key == "cjk":
         from mrl_keras.training.cjk import build_cjk
 
@@ -306,8 +340,19 @@ def load_data(
             options["cache_dir"] = data_dir
         arrays = build_cjk(**options, verbose=True)
         chars = [str(c) for c in arrays["chars"]]
-        return _from_arrays("cjk", arrays, len(chars), chars, holdout, seed, max_train, max_test,
-                            image_size, channels, {"source": "cjk", "cjk": options})
+        return _from_arrays(
+            "cjk",
+            arrays,
+            len(chars),
+            chars,
+            holdout,
+            seed,
+            max_train,
+            max_test,
+            image_size,
+            channels,
+            {"source": "cjk", "cjk": options},
+        )
     return _from_tfds(name, data_dir, holdout, seed, max_train, max_test, image_size, channels)
 
 

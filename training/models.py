@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+from mrl_keras.training.backbones import backbone_features
 
 import mrl_keras
-from mrl_keras.training.backbones import backbone_features
 
 MODES = ("mrl", "mrl-e", "ff")
 
@@ -58,8 +58,9 @@ def build_model(
         if not isinstance(ff_dim, int) or ff_dim < 1:
             raise ValueError(f"Expected a positive int ff_dim for mode 'ff'. Received: {ff_dim!r}")
         configurable = backbone != "resnet50"
-        features, width = backbone_features(backbone, inputs, ff_dim if configurable else None,
-                                            **options)
+        features, width = backbone_features(
+            backbone, inputs, ff_dim if configurable else None, **options
+        )
         if width == ff_dim:
             z = _pool(features, "embedding")
         else:
@@ -100,7 +101,8 @@ def set_trainable_layers(model: keras.Model, trainable_layers: int | None) -> in
     leaves = [
         layer
         for layer in model._flatten_layers(include_self=False, recursive=True)
-        if not list(layer._flatten_layers(include_self=False, recursive=False)) and layer.weights
+        if not list(layer._flatten_layers(include_self=False, recursive=False))
+        and layer.weights
         and layer.name != "matryoshka_head"
     ]
     frozen = leaves[: max(0, len(leaves) - trainable_layers)]

@@ -82,6 +82,7 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     if resolver is None or not getattr(resolver, "task_type", None):
         return True
     return resolver.task_type in ("chief", None) or (
-        resolver.task_type == "worker" and resolver.task_id == 0
+        resolver.task_type == "worker"
+        and resolver.task_id == 0
         and "chief" not in (resolver.cluster_spec().as_dict() or {})
     )

@@ -15,13 +15,13 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
-
-import mrl_keras
 from mrl_keras.training.backbones import DEFAULT_DIMS, SMALLEST_DIM
 from mrl_keras.training.data import DataSplits, load_data, make_pipeline, to_numpy
 from mrl_keras.training.models import build_model, set_trainable_layers
 from mrl_keras.training.strategy import is_chief, mixed_precision_policy, select_strategy
 from mrl_keras.training.train_config import TrainConfig
+
+import mrl_keras
 
 HOLDOUT_LIMIT = 10_000
 
@@ -86,7 +86,9 @@ def _init_from(model: keras.Model, path: str, input_shape) -> int:
         if other is None or not layer.weights or layer.name == "matryoshka_head":
             continue
         mine, theirs = layer.get_weights(), other.get_weights()
-        if len(mine) == len(theirs) and all(a.shape == b.shape for a, b in zip(mine, theirs)):
+        if len(mine) == len(theirs) and all(
+            a.shape == b.shape for a, b in zip(mine, theirs, strict=True)
+        ):
             layer.set_weights(theirs)
             copied += 1
     if not copied:
@@ -125,8 +127,14 @@ def _train_one(
 ) -> dict[str, Any]:
     chief = is_chief(strategy)
     # Non-chief workers write their (identical) state to their own scratch folder.
-    work_dir = run_dir if chief else os.path.join(
-        run_dir, ".workers", f"{strategy.cluster_resolver.task_type}_{strategy.cluster_resolver.task_id}"
+    work_dir = (
+        run_dir
+        if chief
+        else os.path.join(
+            run_dir,
+            ".workers",
+            f"{strategy.cluster_resolver.task_type}_{strategy.cluster_resolver.task_id}",
+        )
     )
     for sub in ("checkpoints", "backup"):
         os.makedirs(os.path.join(work_dir, sub), exist_ok=True)
@@ -162,8 +170,14 @@ def _train_one(
         )
 
     train_ds = make_pipeline(
-        data.train, batch, num_replicas=replicas, shuffle=True, augment=config.augment,
-        input_shape=data.input_shape, seed=config.seed, drop_remainder=True,
+        data.train,
+        batch,
+        num_replicas=replicas,
+        shuffle=True,
+        augment=config.augment,
+        input_shape=data.input_shape,
+        seed=config.seed,
+        drop_remainder=True,
     ).repeat()
     val_ds = None
     if data.holdout is not None:
@@ -179,7 +193,8 @@ def _train_one(
         keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(os.path.join(work_dir, "checkpoints", "last.keras")),
         keras.callbacks.ModelCheckpoint(
-            os.path.join(work_dir, "checkpoints", "best.keras"), monitor=monitor,
+            os.path.join(work_dir, "checkpoints", "best.keras"),
+            monitor=monitor,
             save_best_only=True,
         ),
         keras.callbacks.CSVLogger(os.path.join(work_dir, "history.csv"), append=True),
@@ -196,8 +211,13 @@ def _train_one(
     )
     start = time.time()
     model.fit(
-        train_ds, epochs=epochs, steps_per_epoch=steps, validation_data=val_ds,
-        callbacks=callbacks, verbose=verbose, shuffle=False,
+        train_ds,
+        epochs=epochs,
+        steps_per_epoch=steps,
+        validation_data=val_ds,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,
     )
     seconds = time.time() - start
     test_ds = make_pipeline(data.test, batch, num_replicas=replicas)
@@ -229,8 +249,11 @@ def _print_table(rows: list[tuple[str, dict[str, float]]]) -> None:
     sys.stdout.flush()
 
 
-def train(config: TrainConfig | dict[str, Any], strategy: tf.distribute.Strategy | None = None,
-          data: DataSplits | None = None) -> dict[str, Any]:
+def train(
+    config: TrainConfig | dict[str, Any],
+    strategy: tf.distribute.Strategy | None = None,
+    data: DataSplits | None = None,
+) -> dict[str, Any]:
     """Trains the model(s) a config describes and returns the run's summary.
 
     Running the same config again resumes a killed run from `RUN/backup/` (BackupAndRestore);
@@ -271,7 +294,11 @@ def train(config: TrainConfig | dict[str, Any], strategy: tf.distribute.Strategy
 
     keras.utils.set_random_seed(config.seed)
     data = data or load_splits(config)
-    if chief and data.holdout is not None and not os.path.exists(os.path.join(run_dir, "holdout.npz")):
+    if (
+        chief
+        and data.holdout is not None
+        and not os.path.exists(os.path.join(run_dir, "holdout.npz"))
+    ):
         x, y = to_numpy(data.holdout, HOLDOUT_LIMIT)
         with open(os.path.join(run_dir, "holdout.npz.tmp"), "wb") as f:
             np.savez(f, x=x, y=y)
@@ -290,8 +317,14 @@ def train(config: TrainConfig | dict[str, Any], strategy: tf.distribute.Strategy
         for m in dims:
             keras.utils.set_random_seed(config.seed)
             runs[str(m)] = _train_one(
-                config, data, strategy, os.path.join(run_dir, f"ff_{m}"), "ff", (m,),
-                config.ff_epochs or config.epochs, ff_dim=m,
+                config,
+                data,
+                strategy,
+                os.path.join(run_dir, f"ff_{m}"),
+                "ff",
+                (m,),
+                config.ff_epochs or config.epochs,
+                ff_dim=m,
             )
         accuracy = {m: s["accuracy"][m] for m, s in runs.items()}
         summary = {

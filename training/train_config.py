@@ -104,7 +104,9 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
-            raise ValueError(f"Unknown training config keys {unknown}. Expected some of {sorted(names)}.")
+            raise ValueError(
+                f"Unknown training config keys {unknown}. Expected some of {sorted(names)}."
+            )
         return cls(**values)
 
     @classmethod

@@ -1,0 +1,195 @@
+"""Representation metrics in NumPy: chunked exact cosine k-NN, 1-NN top-1, mAP@k and P@k with
+class relevance, a softmax linear probe, and the SVD / random-feature baselines (section 4.2)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero)."""
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), eps)
+
+
+def knn(
+    queries: np.ndarray, database: np.ndarray, k: int, chunk_size: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact cosine k nearest neighbours, `chunk_size` queries at a time.
+
+    Both sides are L2-normalised here (so prefixes are re-normalised before the search). Ties
+    go to the lower database index.
+
+    Args:
+        queries: (q, m) array.
+        database: (n, m) array.
+        k: neighbours per query (at most n).
+        chunk_size: queries per chunk; memory is O(chunk_size * n).
+
+    Returns:
+        (indices (q, k) int64, similarities (q, k) float32), best first.
+    """
+    queries, database = l2_normalize(queries), l2_normalize(database)
+    if queries.shape[1] != database.shape[1]:
+        raise ValueError(
+            f"Expected queries and database of the same width. Received: {queries.shape[1]} "
+            f"and {database.shape[1]}"
+        )
+    n = database.shape[0]
+    if not 1 <= k <= n:
+        raise ValueError(f"Expected 1 <= k <= {n} (the database size). Received: k={k}")
+    indices = np.empty((queries.shape[0], k), dtype=np.int64)
+    sims = np.empty((queries.shape[0], k), dtype=np.float32)
+    for start in range(0, queries.shape[0], chunk_size):
+        s = queries[start : start + chunk_size] @ database.T
+        if k < n:
+            part = np.argpartition(-s, k - 1, axis=1)[:, :k]
+        else:
+            part = np.tile(np.arange(n), (s.shape[0], 1))
+        part_s = np.take_along_axis(s, part, axis=1)
+        order = np.lexsort((part, -part_s), axis=1)
+        indices[start : start + chunk_size] = np.take_along_axis(part, order, axis=1)
+        sims[start : start + chunk_size] = np.take_along_axis(part_s, order, axis=1)
+    return indices, sims
+
+
+def one_nn_accuracy(neighbor_labels: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy of the nearest neighbour's label. `neighbor_labels`: (q, k>=1)."""
+    return float(np.mean(neighbor_labels[:, 0] == labels))
+
+
+def retrieval_metrics(
+    neighbor_labels: np.ndarray,
+    labels: np.ndarray,
+    database_labels: np.ndarray,
+    ks: Sequence[int] = (10, 25, 50, 100),
+) -> dict[str, float]:
+    """mAP@k and P@k with class relevance (a result is relevant when it has the query's class).
+
+    `P@k = hits in top k / k`; `AP@k = sum_{i<=k} P@i * rel_i / min(k, R)` with `R` the number
+    of database items of the query's class (queries whose class is absent score 0).
+
+    Args:
+        neighbor_labels: (q, K) labels of the ranked results, K >= max(ks).
+        labels: (q,) query labels.
+        database_labels: (n,) labels of the whole database (for R).
+        ks: cut-offs.
+
+    Returns:
+        dict `{"mAP@10": ..., "P@10": ..., ...}`.
+    """
+    if neighbor_labels.shape[1] < max(ks):
+        raise ValueError(
+            f"Expected at least max(ks)={max(ks)} ranked results. Received: {neighbor_labels.shape[1]}"
+        )
+    classes, counts = np.unique(database_labels, return_counts=True)
+    totals = dict(zip(classes.tolist(), counts.tolist(), strict=True))
+    relevant_total = np.array([totals.get(int(c), 0) for c in labels], dtype=np.float64)
+    rel = (neighbor_labels == labels[:, None]).astype(np.float64)
+    hits = np.cumsum(rel, axis=1)
+    precision_at_i = hits / np.arange(1, rel.shape[1] + 1)
+    out = {}
+    for k in ks:
+        denom = np.minimum(k, relevant_total)
+        ap = np.where(
+            denom > 0,
+            np.sum(precision_at_i[:, :k] * rel[:, :k], axis=1) / np.maximum(denom, 1),
+            0.0,
+        )
+        out[f"mAP@{k}"] = float(np.mean(ap))
+        out[f"P@{k}"] = float(np.mean(hits[:, k - 1] / k))
+    return out
+
+
+def linear_probe(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    num_classes: int | None = None,
+    epochs: int = 10,
+    batch_size: int = 512,
+    learning_rate: float = 1e-2,
+    l2: float = 1e-5,
+    seed: int = 0,
+) -> float:
+    """Top-1 accuracy of a softmax linear classifier trained on frozen features.
+
+    Features are standardised with the train mean and std; the classifier is trained with
+    Adam on the cross-entropy (plus `l2` on the weights), mini-batches drawn by `seed`.
+
+    Returns:
+        Test top-1 accuracy.
+    """
+    x_train = np.asarray(x_train, np.float32)
+    x_test = np.asarray(x_test, np.float32)
+    num_classes = int(num_classes or max(y_train.max(), y_test.max()) + 1)
+    mean = x_train.mean(0)
+    std = x_train.std(0) + 1e-6
+    xtr, xte = (x_train - mean) / std, (x_test - mean) / std
+    n, m = xtr.shape
+    rng = np.random.default_rng(seed)
+    w = np.zeros((m, num_classes), np.float32)
+    b = np.zeros((num_classes,), np.float32)
+    state = [np.zeros_like(w), np.zeros_like(w), np.zeros_like(b), np.zeros_like(b)]
+    beta1, beta2, step = 0.9, 0.999, 0
+    steps_total = epochs * ((n + batch_size - 1) // batch_size)
+    for _ in range(epochs):
+        order = rng.permutation(n)
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            logits = xtr[idx] @ w + b
+            logits -= logits.max(1, keepdims=True)
+            p = np.exp(logits)
+            p /= p.sum(1, keepdims=True)
+            p[np.arange(len(idx)), y_train[idx]] -= 1.0
+            p /= len(idx)
+            gw = xtr[idx].T @ p + l2 * w
+            gb = p.sum(0)
+            step += 1
+            lr = learning_rate * 0.5 * (1 + np.cos(np.pi * (step - 1) / steps_total))
+            for g, param, i in ((gw, w, 0), (gb, b, 2)):
+                state[i] = beta1 * state[i] + (1 - beta1) * g
+                state[i + 1] = beta2 * state[i + 1] + (1 - beta2) * g * g
+                m_hat = state[i] / (1 - beta1**step)
+                v_hat = state[i + 1] / (1 - beta2**step)
+                param -= (lr * m_hat / (np.sqrt(v_hat) + 1e-8)).astype(np.float32)
+    return float(np.mean(np.argmax(xte @ w + b, axis=1) == y_test))
+
+
+def svd_basis(train_embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Principal axes of the train embeddings (the SVD baseline, fit on train).
+
+    Returns:
+        (mean (d,), components (d, d)) with columns sorted by decreasing singular value and
+        each column's sign fixed (largest-magnitude entry positive), so the projection onto
+        the first m columns is deterministic.
+    """
+    x = np.asarray(train_embeddings, np.float64)
+    mean = x.mean(0)
+    cov = (x - mean).T @ (x - mean)
+    values, vectors = np.linalg.eigh(cov)
+    vectors = vectors[:, np.argsort(values)[::-1]]
+    signs = np.sign(vectors[np.argmax(np.abs(vectors), axis=0), np.arange(vectors.shape[1])])
+    vectors = vectors * np.where(signs == 0, 1.0, signs)
+    return mean.astype(np.float32), vectors.astype(np.float32)
+
+
+def svd_project(
+    embeddings: np.ndarray, mean: np.ndarray, components: np.ndarray, m: int
+) -> np.ndarray:
+    """Projection onto the first `m` principal axes."""
+    return (np.asarray(embeddings, np.float32) - mean) @ components[:, :m]
+
+
+def random_feature_order(d: int, seed: int = 0) -> np.ndarray:
+    """A seeded permutation of the d features; the random-features baseline of width m keeps
+    the first m of it (so widths nest)."""
+    return np.random.default_rng(seed).permutation(d)
+
+
+def exact_search_flops(m: int, database_size: int) -> int:
+    """Multiply-adds of one exact search over the database at dimension m (`m * N`)."""
+    return int(m) * int(database_size)
