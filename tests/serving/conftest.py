@@ -24,10 +24,17 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import sys
 import time
 
-import numpy as np
-import pytest
+# Plain `pytest` puts `tests/` on sys.path, where `tests/mrl_keras` would shadow the real
+# package as a namespace package; the repository root on sys.path prevents that.
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if _ROOT not in sys.path:
+    sys.path.append(_ROOT)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 MODEL_NAME = "tiny"
 INPUT_DIM = 10
@@ -55,7 +62,7 @@ class TinyModel:
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """(n, len(NESTING_DIMS), NUM_CLASSES)."""
-        return np.asarray(self.model([np.asarray(x, np.float32)], training=False), np.float32)
+        return np.asarray(self.model(np.asarray(x, np.float32), training=False), np.float32)
 
 
 def build_tiny_model(seed: int) -> TinyModel:
