@@ -85,8 +85,8 @@ class MatryoshkaAccuracy(keras.metrics.Metric):
         return ops.divide_no_nan(self.total, self.count)
 
     def reset_state(self) -> None:
-        self.total.assign(ops.zeros_like(self.total))
-        self.count.assign(ops.zeros_like(self.count))
+        self.total.assign(ops.zeros(self.total.shape, dtype=self.total.dtype))
+        self.count.assign(ops.zeros(self.count.shape, dtype=self.count.dtype))
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -129,7 +129,7 @@ def test_weights_of_the_wrong_length_in_fit():
     inputs = keras.Input((8,))
     model = keras.Model(inputs, MatryoshkaHead(3, (4, 8))(inputs))
     model.compile("sgd", loss=MatryoshkaLoss(nesting_weights=[1.0, 1.0, 1.0]))
-    with pytest.raises(ValueError, match=r"3 prefixes on axis -2.*\(None, 2, 3\)"):
+    with pytest.raises(ValueError, match=r"3 prefixes on axis -2.*\((None|4), 2, 3\)"):
         model.fit(np.zeros((4, 8), "float32"), np.zeros(4), verbose=0)
 
 
