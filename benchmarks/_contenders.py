@@ -1,0 +1,407 @@
+"""The retrieval contenders: each builds an index, then searches batches and single queries.
+
+Every contender exposes `name`, `build() -> seconds`, `configs()` (the search-time settings
+it sweeps), `search(queries, config) -> ids (n, k)`, `bytes_per_vector()`,
+`mflops(config)` (the paper's exact-search cost formula, section 4.3 / Appendix I:
+`N * D_s + sum_i K_i * D_i`, one multiply-add counted as one FLOP) and `close()`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks._common import Timer, dir_bytes, log
+
+K = 10
+
+
+def exact_topk(db: np.ndarray, queries: np.ndarray, k: int = K, chunk: int = 65536) -> np.ndarray:
+    """Exact top-k by dot product (cosine for unit vectors), chunked over the database."""
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    n = q.shape[0]
+    best_s = np.full((n, k), -np.inf, np.float32)
+    best_i = np.zeros((n, k), np.int64)
+    for start in range(0, db.shape[0], chunk):
+        block = np.asarray(db[start : start + chunk], dtype=np.float32)
+        s = q @ block.T
+        kk = min(k, s.shape[1])
+        idx = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
+        cand_s = np.concatenate([best_s, np.take_along_axis(s, idx, 1)], 1)
+        cand_i = np.concatenate([best_i, idx + start], 1)
+        top = np.argpartition(-cand_s, k - 1, axis=1)[:, :k]
+        best_s = np.take_along_axis(cand_s, top, 1)
+        best_i = np.take_along_axis(cand_i, top, 1)
+    order = np.argsort(-best_s, axis=1, kind="stable")
+    return np.take_along_axis(best_i, order, 1)
+
+
+class Exact:
+    """Brute force at full d: NumPy float32 GEMM over the whole database (OpenBLAS)."""
+
+    name = "exact (NumPy BLAS)"
+
+    def __init__(self, db: np.ndarray, threads: int):
+        self.db, self.threads = db, threads
+
+    def build(self) -> float:
+        return 0.0
+
+    def configs(self) -> list[dict[str, Any]]:
+        return [{}]
+
+    def search(self, queries: np.ndarray, config: dict[str, Any]) -> np.ndarray:
+        return exact_topk(self.db, queries)
+
+    def bytes_per_vector(self) -> float:
+        return 4.0 * self.db.shape[1]
+
+    def mflops(self, config: dict[str, Any]) -> float:
+        return self.db.shape[0] * self.db.shape[1] / 1e6
+
+    def close(self) -> None:
+        pass
+
+
+def _scann():
+    from scann.scann_ops.py import scann_ops_pybind
+
+    return scann_ops_pybind
+
+
+def _scann_search(searcher, queries: np.ndarray, threads: int, **kwargs) -> np.ndarray:
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    if q.shape[0] > 1 and threads > 1:
+        ids, _ = searcher.search_batched_parallel(q, **kwargs)
+    else:
+        ids, _ = searcher.search_batched(q, **kwargs)
+    return np.asarray(ids, dtype=np.int64)
+
+
+class ScannFull:
+    """Single-shot ScaNN at full d: tree + asymmetric hashing + exact float32 reordering.
+
+    The grid is `num_leaves` (build) x `leaves_to_search` x `pre_reorder_num_neighbors`.
+    """
+
+    name = "ScaNN single-shot (full d)"
+
+    def __init__(self, db: np.ndarray, threads: int, num_leaves: int, work_dir: Path):
+        self.db, self.threads, self.num_leaves = db, threads, num_leaves
+        self.work_dir = work_dir
+        self.searcher = None
+
+    def build(self) -> float:
+        n = self.db.shape[0]
+        data = np.asarray(self.db, dtype=np.float32)
+        with Timer() as t:
+            self.searcher = (
+                _scann()
+                .builder(data, K, "dot_product")
+                .tree(
+                    num_leaves=self.num_leaves,
+                    num_leaves_to_search=max(1, self.num_leaves // 10),
+                    training_sample_size=min(n, 100_000),
+                )
+                .score_ah(2, anisotropic_quantization_threshold=0.2)
+                .reorder(200)
+                .set_n_training_threads(self.threads)
+                .build()
+            )
+        self.searcher.set_num_threads(self.threads)
+        return t.seconds
+
+    def configs(self) -> list[dict[str, Any]]:
+        nl = self.num_leaves
+        fractions = (0.01, 0.02, 0.04, 0.08, 0.16)
+        leaves = sorted({max(1, min(nl, round(nl * f))) for f in fractions})
+        return [
+            {"num_leaves": nl, "leaves_to_search": lv, "reorder": r}
+            for lv in leaves
+            for r in (50, 100, 200)
+        ]
+
+    def search(self, queries: np.ndarray, config: dict[str, Any]) -> np.ndarray:
+        return _scann_search(
+            self.searcher,
+            queries,
+            self.threads,
+            final_num_neighbors=K,
+            leaves_to_search=config["leaves_to_search"],
+            pre_reorder_num_neighbors=config["reorder"],
+        )
+
+    def bytes_per_vector(self) -> float:
+        return _serialized_scann_bytes(self.searcher, self.work_dir) / self.db.shape[0]
+
+    def mflops(self, config: dict[str, Any]) -> float:
+        return self.db.shape[0] * self.db.shape[1] / 1e6
+
+    def close(self) -> None:
+        self.searcher = None
+
+
+def _serialized_scann_bytes(searcher, work_dir: Path) -> int:
+    path = Path(tempfile.mkdtemp(prefix="scann-size-", dir=work_dir))
+    try:
+        searcher.serialize(str(path))
+        return dir_bytes(path)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class FaissHnsw:
+    """FAISS `IndexHNSWFlat` (M = 32, efConstruction 40) at full d, inner product; efSearch swept."""
+
+    name = "FAISS HNSW (full d, M=32)"
+
+    def __init__(self, db: np.ndarray, threads: int, m: int = 32):
+        import faiss
+
+        self.faiss = faiss
+        self.db, self.threads, self.m = db, threads, m
+        self.index = None
+
+    def build(self) -> float:
+        faiss = self.faiss
+        faiss.omp_set_num_threads(self.threads)
+        n, d = self.db.shape
+        with Timer() as t:
+            self.index = faiss.IndexHNSWFlat(d, self.m, faiss.METRIC_INNER_PRODUCT)
+            step = 50_000
+            for start in range(0, n, step):
+                self.index.add(np.ascontiguousarray(self.db[start : start + step], np.float32))
+                if n > step:
+                    log(f"  HNSW add {min(n, start + step)}/{n} ({t_elapsed(t):.0f} s)")
+        return t.seconds
+
+    def configs(self) -> list[dict[str, Any]]:
+        return [{"efSearch": ef} for ef in (16, 32, 64, 128, 256, 512)]
+
+    def search(self, queries: np.ndarray, config: dict[str, Any]) -> np.ndarray:
+        self.faiss.omp_set_num_threads(self.threads)
+        self.index.hnsw.efSearch = config["efSearch"]
+        _, ids = self.index.search(np.ascontiguousarray(queries, np.float32), K)
+        return ids.astype(np.int64)
+
+    def bytes_per_vector(self) -> float:
+        h = self.index.hnsw
+        graph = h.neighbors.size() * 4 + h.offsets.size() * 8 + h.levels.size() * 4
+        return (self.index.ntotal * self.db.shape[1] * 4 + graph) / self.index.ntotal
+
+    def mflops(self, config: dict[str, Any]) -> float:
+        return self.db.shape[0] * self.db.shape[1] / 1e6
+
+    def close(self) -> None:
+        self.index = None
+
+
+def t_elapsed(timer: Timer) -> float:
+    import time
+
+    return time.perf_counter() - timer._start
+
+
+def funnel_for(d_s: int, d: int, shortlist: int = 200, k: int = K) -> list[tuple[int, int]]:
+    """The paper's funnel (section 4.3.1): halve the shortlist, double the dim, end at d.
+
+    For D_s = 16, d = 2048: 200 at 16 -> (32, 100), (64, 50), (128, 25), (256, 10), (2048, 10).
+    """
+    stages, dim, size = [], d_s * 2, shortlist // 2
+    while dim < d:
+        if size < 2 * k:
+            stages.append((dim, k))
+            break
+        stages.append((dim, size))
+        dim, size = dim * 2, size // 2
+    stages.append((d, k))
+    return stages
+
+
+class OurAdaptive:
+    """`mrl_keras.serving` AdaptiveRetriever over a `build_index` directory (one per D_s).
+
+    The store keeps `z[:D_r]` with D_r = d; the grid sweeps the shortlist size K and the rerank
+    dim, plus the paper's funnel.
+    """
+
+    name = "AR (mrl_keras.serving)"
+
+    def __init__(
+        self,
+        db: np.ndarray,
+        threads: int,
+        shortlist_dim: int,
+        work_dir: Path,
+        store_dtype: str = "float32",
+        shortlist_sizes: tuple[int, ...] = (100, 200, 400),
+    ):
+        self.db, self.threads, self.shortlist_dim = db, threads, shortlist_dim
+        self.store_dtype, self.shortlist_sizes = store_dtype, shortlist_sizes
+        self.path = work_dir / f"ar_index_ds{shortlist_dim}_{store_dtype}"
+        self.name = f"AR (mrl_keras.serving, {store_dtype} store)"
+        self.retriever = None
+
+    def build(self) -> float:
+        from mrl_keras.serving import AdaptiveIndex, AdaptiveRetriever, build_index
+
+        with Timer() as t:
+            build_index(
+                self.path,
+                self.db,
+                shortlist_dim=self.shortlist_dim,
+                store_dtype=self.store_dtype,
+                model_name="benchmark",
+                scann_options={"training_threads": self.threads},
+            )
+        index = AdaptiveIndex.load(self.path, verify=False)
+        index.searcher.set_num_threads(self.threads)
+        self.retriever = AdaptiveRetriever(index)
+        return t.seconds
+
+    def configs(self) -> list[dict[str, Any]]:
+        d, d_s = self.db.shape[1], self.shortlist_dim
+        out = [
+            {"D_s": d_s, "K": size, "D_r": d_r}
+            for size in self.shortlist_sizes
+            for d_r in sorted({d, max(d_s * 2, d // 4)})
+            if size <= self.db.shape[0]
+        ]
+        if 200 <= self.db.shape[0]:
+            out.append({"D_s": d_s, "K": 200, "funnel": funnel_for(d_s, d)})
+        return out
+
+    def search(self, queries: np.ndarray, config: dict[str, Any]) -> np.ndarray:
+        if "funnel" in config:
+            result = self.retriever.search_embeddings(
+                queries, K, shortlist_size=config["K"], funnel=config["funnel"]
+            )
+        else:
+            result = self.retriever.search_embeddings(
+                queries, K, shortlist_size=config["K"], rerank_dim=config["D_r"]
+            )
+        return np.asarray(result.ids, dtype=np.int64)
+
+    def bytes_per_vector(self) -> float:
+        return dir_bytes(self.path) / self.db.shape[0]
+
+    def mflops(self, config: dict[str, Any]) -> float:
+        n = self.db.shape[0]
+        if "funnel" in config:
+            return (n * config["D_s"] + _funnel_cost(config)) / 1e6
+        return (n * config["D_s"] + config["K"] * config["D_r"]) / 1e6
+
+    def close(self) -> None:
+        self.retriever = None
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _funnel_cost(config: dict[str, Any]) -> float:
+    """Rerank MACs of a funnel: each stage scores the previous stage's survivors at its dim."""
+    survivors, cost = config["K"], 0.0
+    for dim, size in config["funnel"]:
+        cost += survivors * dim
+        survivors = size
+    return cost
+
+
+class FusedScannAR:
+    """Prototype kernel: AR inside one ScaNN searcher (shortlist at D_s, rerank at D_r in C++).
+
+    ScaNN 1.4's `truncate(D_s)` projection makes the tree and the asymmetric hashing see only
+    `z[:D_s]`, while exact reordering (`reorder(K, BFLOAT16)`) rescores the K shortlisted
+    candidates with the full stored `z[:D_r]` in bfloat16 (2 bytes a dimension), batched and
+    multi-threaded in C++: no Python gather, no float16 conversion. K is ScaNN's
+    `pre_reorder_num_neighbors`.
+    """
+
+    name = "AR prototype (ScaNN truncate + bf16 reorder)"
+
+    def __init__(
+        self,
+        db: np.ndarray,
+        threads: int,
+        shortlist_dim: int,
+        work_dir: Path,
+        num_leaves: int,
+        shortlist_sizes: tuple[int, ...] = (100, 200, 400),
+        quantize: str = "BFLOAT16",
+    ):
+        self.db, self.threads, self.shortlist_dim = db, threads, shortlist_dim
+        self.work_dir, self.num_leaves = work_dir, num_leaves
+        self.shortlist_sizes, self.quantize = shortlist_sizes, quantize
+        self.searcher = None
+
+    def build(self) -> float:
+        from scann import ReorderType
+
+        n = self.db.shape[0]
+        data = np.asarray(self.db, dtype=np.float32)
+        with Timer() as t:
+            self.searcher = (
+                _scann()
+                .builder(data, K, "dot_product")
+                .truncate(self.shortlist_dim)
+                .tree(
+                    num_leaves=self.num_leaves,
+                    num_leaves_to_search=max(1, self.num_leaves // 10),
+                    training_sample_size=min(n, 100_000),
+                )
+                .score_ah(1, anisotropic_quantization_threshold=0.2)
+                .reorder(200, quantize=getattr(ReorderType, self.quantize))
+                .set_n_training_threads(self.threads)
+                .build()
+            )
+        self.searcher.set_num_threads(self.threads)
+        return t.seconds
+
+    def configs(self) -> list[dict[str, Any]]:
+        nl = self.num_leaves
+        leaves = sorted({max(1, min(nl, round(nl * f))) for f in (0.05, 0.1, 0.2)})
+        return [
+            {"D_s": self.shortlist_dim, "K": size, "D_r": self.db.shape[1], "leaves": lv}
+            for lv in leaves
+            for size in self.shortlist_sizes
+            if size <= self.db.shape[0]
+        ]
+
+    def search(self, queries: np.ndarray, config: dict[str, Any]) -> np.ndarray:
+        return _scann_search(
+            self.searcher,
+            queries,
+            self.threads,
+            final_num_neighbors=K,
+            leaves_to_search=config["leaves"],
+            pre_reorder_num_neighbors=config["K"],
+        )
+
+    def bytes_per_vector(self) -> float:
+        return _serialized_scann_bytes(self.searcher, self.work_dir) / self.db.shape[0]
+
+    def mflops(self, config: dict[str, Any]) -> float:
+        return (self.db.shape[0] * config["D_s"] + config["K"] * config["D_r"]) / 1e6
+
+    def close(self) -> None:
+        self.searcher = None
+
+
+def default_num_leaves(n: int) -> int:
+    """About sqrt(N) leaves (ScaNN's usual rule), at least 1."""
+    return max(1, int(round(np.sqrt(n))))
+
+
+def threads_env(threads: int) -> dict[str, str]:
+    """Environment that pins BLAS/OpenMP pools to `threads` (set before NumPy is imported)."""
+    return {
+        name: str(threads)
+        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    } | {"TF_NUM_INTRAOP_THREADS": str(threads)}
+
+
+def env_threads_ok(threads: int) -> bool:
+    return os.environ.get("OPENBLAS_NUM_THREADS") == str(threads)

@@ -1,0 +1,164 @@
+"""Databases, queries, cached ground truth and quality metrics for `benchmarks/retrieval.py`."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import synthetic
+from benchmarks._common import Timer, log
+from benchmarks._contenders import K, exact_topk
+
+
+@dataclasses.dataclass
+class Dataset:
+    """A database with labels, queries with labels, and the exact full-d top-10 of each query."""
+
+    name: str
+    db: np.ndarray
+    db_labels: np.ndarray
+    queries: np.ndarray
+    query_labels: np.ndarray
+    gt: np.ndarray | None = None
+    notes: str = ""
+
+
+def synthetic_dataset(n: int, d: int, classes: int, queries: int, cache: Path, seed: int = 0):
+    """The documented generator (`benchmarks/synthetic.py`), cached as `.npy` under `cache`."""
+    folder = cache / f"synthetic_n{n}_d{d}_c{classes}_s{seed}"
+    done = folder / "done"
+    if not done.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        log(f"generating {n} x {d} synthetic database into {folder} ...")
+        with Timer() as t:
+            db = np.lib.format.open_memmap(folder / "db.npy", "w+", np.float32, (n, d))
+            _, labels = synthetic.generate(n, d, classes, seed=seed, out=db)
+            db.flush()
+            del db
+            np.save(folder / "db_labels.npy", labels)
+        log(f"  generated in {t.seconds:.0f} s")
+        done.write_text("ok\n")
+    qfile = folder / f"queries_{queries}.npz"
+    if not qfile.exists():
+        q, ql = synthetic.generate(queries, d, classes, seed=seed, stream=synthetic.QUERY_STREAM)
+        np.savez(qfile, queries=q, labels=ql)
+    with np.load(qfile) as z:
+        q, ql = z["queries"], z["labels"]
+    db = np.load(folder / "db.npy", mmap_mode="r")
+    return Dataset(
+        name=f"synthetic {n:,} x {d}, {classes} classes",
+        db=db,
+        db_labels=np.load(folder / "db_labels.npy"),
+        queries=q,
+        query_labels=ql,
+        notes=(
+            f"generator: benchmarks/synthetic.py (alpha={synthetic.DEFAULT_ALPHA}, "
+            f"j0={synthetic.DEFAULT_J0}, noise={synthetic.DEFAULT_NOISE}, seed={seed})"
+        ),
+    )
+
+
+def npz_dataset(path: Path, queries: int, seed: int = 0) -> Dataset:
+    """Real embeddings from a `.npz`: `embeddings` (or `db`) and `labels`, optionally
+    `queries` and `query_labels` (else `queries` rows are held out at random as queries).
+    Rows are L2-normalised."""
+    with np.load(path, allow_pickle=False) as z:
+        keys = set(z.keys())
+        emb_key = "embeddings" if "embeddings" in keys else "db"
+        if emb_key not in keys or "labels" not in keys:
+            raise ValueError(
+                f"Expected arrays 'embeddings' (or 'db') and 'labels' in {path}. "
+                f"Received: {sorted(keys)}"
+            )
+        db, labels = z[emb_key].astype(np.float32), z["labels"].astype(np.int64)
+        q = z["queries"].astype(np.float32) if "queries" in keys else None
+        ql = z["query_labels"].astype(np.int64) if "query_labels" in keys else None
+    if q is None:
+        rng = np.random.default_rng(seed)
+        perm = rng.permutation(db.shape[0])
+        qi, di = perm[:queries], perm[queries:]
+        db, labels, q, ql = db[di], labels[di], db[qi], labels[qi]
+    else:
+        q, ql = q[:queries], ql[:queries]
+    db /= np.maximum(np.linalg.norm(db, axis=1, keepdims=True), 1e-12)
+    q /= np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    return Dataset(Path(path).stem, np.ascontiguousarray(db), labels, q, ql, notes=str(path))
+
+
+def fashion_mnist_dataset(cache: Path, queries: int, epochs: int = 3, d: int = 64) -> Dataset:
+    """Embeddings of Fashion-MNIST from a quick MRL model trained here (cached).
+
+    An MLP (784 -> 512 -> d) with `mrl_keras.MatryoshkaHead` on nesting dims 8..d and
+    `MatryoshkaLoss`, trained `epochs` epochs; the database is the 60,000 training images, the
+    queries the first `queries` test images.
+    """
+    path = cache / f"fashion_mnist_mrl_d{d}_e{epochs}.npz"
+    if not path.exists():
+        import keras
+        from mrl_keras.training.data import load_fashion_mnist
+
+        import mrl_keras
+
+        data = load_fashion_mnist()
+        x_train = data["x_train"].reshape(len(data["x_train"]), -1).astype("float32") / 255.0
+        x_test = data["x_test"].reshape(len(data["x_test"]), -1).astype("float32") / 255.0
+        y_train, y_test = data["y_train"].astype("int64"), data["y_test"].astype("int64")
+        dims = mrl_keras.nesting_dims(d)
+        log(f"training a quick MRL model on Fashion-MNIST (d={d}, {epochs} epochs) ...")
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((x_train.shape[1],), name="inputs")
+        h = keras.layers.Dense(512, activation="relu")(inputs)
+        z = keras.layers.Dense(d, name="embedding")(h)
+        logits = mrl_keras.MatryoshkaHead(10, dims, name="matryoshka_head")(z)
+        model = keras.Model(inputs, logits)
+        model.compile(optimizer="adam", loss=mrl_keras.MatryoshkaLoss())
+        model.fit(x_train, y_train, batch_size=256, epochs=epochs, verbose=0)
+        embed = keras.Model(inputs, z)
+        db = embed.predict(x_train, batch_size=1024, verbose=0)
+        q = embed.predict(x_test, batch_size=1024, verbose=0)
+        cache.mkdir(parents=True, exist_ok=True)
+        np.savez(path, embeddings=db, labels=y_train, queries=q, query_labels=y_test)
+    ds = npz_dataset(path, queries)
+    ds.name = f"Fashion-MNIST quick MRL model (60,000 x {d}, 10 classes)"
+    ds.notes = f"MLP 784-512-{d} + MatryoshkaHead, {epochs} epochs (cached at {path})"
+    return ds
+
+
+def ground_truth(ds: Dataset, cache: Path) -> np.ndarray:
+    """Exact full-d top-10 of each query (cached by a digest of the queries and the db shape)."""
+    digest = hashlib.sha256(np.ascontiguousarray(ds.queries).tobytes()).hexdigest()[:16]
+    head = hashlib.sha256(np.asarray(ds.db[:64]).tobytes()).hexdigest()[:8]
+    path = cache / "gt" / f"gt_{ds.db.shape[0]}x{ds.db.shape[1]}_{head}_{digest}.npy"
+    if path.exists():
+        return np.load(path)
+    log(f"exact ground truth for {len(ds.queries)} queries over {ds.db.shape[0]:,} rows ...")
+    with Timer() as t:
+        gt = exact_topk(ds.db, ds.queries, K)
+    log(f"  ground truth in {t.seconds:.0f} s")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, gt)
+    return gt
+
+
+def recall_at_k(found: np.ndarray, gt: np.ndarray) -> float:
+    """Mean fraction of the exact top-k found in the returned top-k."""
+    hits = [
+        len(np.intersect1d(f[f >= 0], g, assume_unique=False))
+        for f, g in zip(found, gt, strict=True)
+    ]
+    return float(np.mean(hits) / gt.shape[1])
+
+
+def map_at_k(found: np.ndarray, db_labels: np.ndarray, query_labels: np.ndarray) -> float:
+    """mAP@k by class: per query, the mean of precision@i over the ranks i holding a database
+    item of the query's class (0 when none does), averaged over queries."""
+    safe = np.where(found >= 0, found, 0)
+    rel = (db_labels[safe] == query_labels[:, None]) & (found >= 0)
+    ranks = np.arange(1, found.shape[1] + 1)
+    prec = np.cumsum(rel, axis=1) / ranks
+    hits = rel.sum(axis=1)
+    ap = np.where(hits > 0, (prec * rel).sum(axis=1) / np.maximum(hits, 1), 0.0)
+    return float(ap.mean())

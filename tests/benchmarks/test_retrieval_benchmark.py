@@ -1,0 +1,86 @@
+"""Smoke test of benchmarks/retrieval.py at tiny scale (no timing assertions)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import _common, _contenders, _retrieval_data, retrieval, synthetic
+
+
+def test_quick_run_writes_tables_and_plot(tmp_path, capsys):
+    rc = retrieval.main(
+        [
+            "--quick",
+            "--cache",
+            str(tmp_path / "cache"),
+            "--results-dir",
+            str(tmp_path),
+            "--tag",
+            "smoke",
+        ]
+    )
+    assert rc == 0
+    out = capsys.readouterr().out
+    for method in (
+        "exact (NumPy BLAS)",
+        "ScaNN single-shot",
+        "FAISS HNSW",
+        "AR (mrl_keras.serving",
+        "AR prototype",
+    ):
+        assert method in out
+    run = json.loads((tmp_path / "results" / "retrieval_smoke.json").read_text())
+    assert {r["recall"] for r in run["rows"] if r["method"].startswith("exact")} == {1.0}
+    assert all(0.0 <= r["recall"] <= 1.0 and r["qps"] > 0 for r in run["rows"])
+    assert (tmp_path / "retrieval_pareto_smoke.png").stat().st_size > 1000
+    assert "## Retrieval at scale (issue 8)" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_generator_is_chunk_invariant_and_unit_norm():
+    a, la = synthetic.generate(300, 32, 7, chunk=64)
+    b, lb = synthetic.generate(300, 32, 7, chunk=64)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(la, lb)
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, rtol=1e-5)
+    head = np.abs(a[:, :4]).mean()
+    tail = np.abs(a[:, -4:]).mean()
+    assert head > 2 * tail  # MRL-like spectrum: early coordinates carry more
+
+
+def test_exact_topk_matches_argsort():
+    rng = np.random.default_rng(0)
+    db = rng.standard_normal((500, 16)).astype(np.float32)
+    q = rng.standard_normal((7, 16)).astype(np.float32)
+    got = _contenders.exact_topk(db, q, k=10, chunk=128)
+    want = np.argsort(-(q @ db.T), axis=1)[:, :10]
+    np.testing.assert_array_equal(got, want)
+
+
+def test_metrics():
+    gt = np.array([[0, 1, 2, 3]])
+    assert _retrieval_data.recall_at_k(np.array([[3, 2, 9, 8]]), gt) == pytest.approx(0.5)
+    labels = np.array([1, 0, 1, 1])
+    found = np.array([[0, 1, 2, 3]])  # relevant at ranks 1, 3, 4
+    ap = (1 / 1 + 2 / 3 + 3 / 4) / 3
+    assert _retrieval_data.map_at_k(found, labels, np.array([1])) == pytest.approx(ap)
+
+
+def test_paper_funnel():
+    assert _contenders.funnel_for(16, 2048) == [
+        (32, 100),
+        (64, 50),
+        (128, 25),
+        (256, 10),
+        (2048, 10),
+    ]
+
+
+def test_write_section_keeps_other_sections(tmp_path):
+    path = tmp_path / "RESULTS.md"
+    path.write_text("# Benchmark results\n\n## Theirs\n\nkeep me\n")
+    _common.write_section("Mine (issue 8)", "v1", path)
+    _common.write_section("Mine (issue 8)", "v2", path)
+    text = path.read_text()
+    assert "keep me" in text and "v2" in text and "v1" not in text
+    assert text.count("## Mine (issue 8)") == 1
