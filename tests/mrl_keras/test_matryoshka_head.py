@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from mrl_keras import MatryoshkaHead, MatryoshkaLoss
+from mrl_keras import MatryoshkaHead, MatryoshkaLoss, matryoshka_metrics
 from tests.testing import TestCase
 
 DIMS = (8, 16, 32, 64)
@@ -108,11 +108,22 @@ class TestMatryoshkaHead(TestCase):
         z = keras.layers.Dense(WIDTH, name="embedding")(inputs)
         outputs = _head(efficient, use_bias, name="matryoshka_head")(z)
         model = keras.Model(inputs, outputs)
-        model.compile("adam", loss=MatryoshkaLoss(nesting_weights=[1, 1, 1, 2]))
+        model.compile(
+            "adam",
+            loss=MatryoshkaLoss(nesting_weights=[1, 1, 1, 2]),
+            metrics=matryoshka_metrics(DIMS),
+        )
         x = np.random.default_rng(1).normal(size=(6, 12)).astype("float32")
+        y = np.arange(6) % NUM_CLASSES
         restored = self.run_model_saving_test(model, x, tmp_path)
         assert isinstance(restored.get_layer("matryoshka_head"), MatryoshkaHead)
         assert restored.loss.get_config() == model.loss.get_config()
+        # The compiled loss and per-prefix metrics come back too.
+        expected = model.evaluate(x, y, verbose=0, return_dict=True)
+        actual = restored.evaluate(x, y, verbose=0, return_dict=True)
+        assert set(actual) == {"loss"} | {f"accuracy@{m}" for m in DIMS}
+        for key, value in expected.items():
+            assert actual[key] == pytest.approx(value, rel=1e-6)
 
 
 @pytest.mark.parametrize("efficient", [False, True], ids=["mrl", "mrl_e"])
@@ -139,12 +150,13 @@ def test_gradients_reach_every_dim_and_every_head_reaches_the_first_dims(efficie
         assert np.all(grad[m:] == 0), f"head {m} reads only z[:, :{m}]"
 
 
-def test_mixed_precision():
+@pytest.mark.parametrize("efficient", [False, True], ids=["mrl", "mrl_e"])
+def test_mixed_precision(efficient):
     z = np.random.default_rng(3).normal(size=(4, WIDTH)).astype("float32")
-    head = _head(True, dtype="mixed_float16")
+    head = _head(efficient, dtype="mixed_float16")
     logits = head(z)
     assert keras.backend.standardize_dtype(logits.dtype) == "float16"
-    assert keras.backend.standardize_dtype(head.kernel.dtype) == "float32"
+    assert all(keras.backend.standardize_dtype(w.dtype) == "float32" for w in head.weights)
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(logits).astype("float32"),
         _numpy_logits(head, z),
