@@ -347,6 +347,13 @@ class _RestServer(ThreadingHTTPServer):
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
 
+    def handle_error(self, request, client_address):
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return  # the client went away (e.g. its deadline passed): nothing to answer
+        super().handle_error(request, client_address)
+
     def process_request(self, request, client_address):
         with self._connections_lock:
             self._connections.add(request)

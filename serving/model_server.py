@@ -192,11 +192,13 @@ def _parse_labels(values: list[str]) -> dict[str, int]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mrl model-server",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
-            "Development model server speaking TensorFlow Serving's gRPC and REST protocol, "
-            "for SavedModels exported by mrl-keras. PRODUCTION SHOULD USE tensorflow/serving "
-            "(docker run -p 8500:8500 -p 8501:8501 -v $BASE:/models/$NAME -e MODEL_NAME=$NAME "
-            "tensorflow/serving); this server is for laptops, CI and tests."
+            "Development model server speaking TensorFlow Serving's gRPC and REST protocol,\n"
+            "for SavedModels exported by mrl-keras (laptops, CI, tests).\n\n"
+            "PRODUCTION SHOULD USE tensorflow/serving:\n"
+            "  docker run -p 8500:8500 -p 8501:8501 \\\n"
+            "    -v $PWD/models/NAME:/models/NAME -e MODEL_NAME=NAME tensorflow/serving"
         ),
     )
     parser.add_argument(

@@ -1,0 +1,77 @@
+"""Client resilience against our dev server (it must be stopped, restarted and slowed down,
+which a shared real TF Serving cannot be): a stopped server fails fast with `Unavailable`,
+a restarted one is found again by the same client objects, a slow one gives
+`DeadlineExceeded` at the deadline."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from conftest import sample_inputs
+from mrl_keras.serving import DeadlineExceeded, TFServingGrpc, TFServingRest, Unavailable
+
+X = sample_inputs(3, seed=21)
+SLACK_S = 0.5  # scheduling slack on a loaded 2-core CI machine
+
+
+def _clients(server, timeout):
+    return [
+        TFServingGrpc(server.grpc_address, server.model_name, timeout=timeout),
+        TFServingRest(server.rest_url, server.model_name, timeout=timeout),
+    ]
+
+
+def test_stopped_server_unavailable_within_deadline_then_same_clients_recover(
+    start_model_server, exported_base_path
+):
+    server = start_model_server(exported_base_path)
+    ports = {"port": server.grpc_port, "rest_api_port": server.rest_port}
+    clients = _clients(server, timeout=5)
+    for client in clients:
+        assert client.embed(X, 8).served_version == 1
+
+    server.stop()
+    for client in clients:
+        start = time.monotonic()
+        with pytest.raises(Unavailable) as info:
+            client.embed(X, 8, timeout=1.5)
+        assert time.monotonic() - start < 1.5 + SLACK_S, type(client).__name__
+        assert info.value.code == "UNAVAILABLE"
+        with pytest.raises(Unavailable):
+            client.status(timeout=1.0)
+
+    start_model_server(exported_base_path, **ports)
+    for client in clients:  # the same objects, no restart: reconnect + retry inside the deadline
+        assert client.embed(X, 8, timeout=10).served_version == 1
+        assert client.status().state == "AVAILABLE"
+        client.close()
+
+
+@pytest.mark.parametrize("timeout", [0.4, 1.0])
+def test_slow_server_deadline_exceeded_at_the_deadline(
+    start_model_server, exported_base_path, timeout
+):
+    server = start_model_server(exported_base_path, latency_s=3.0)
+    for client in _clients(server, timeout=10):
+        start = time.monotonic()
+        with pytest.raises(DeadlineExceeded) as info:
+            client.embed(X, 8, timeout=timeout)
+        elapsed = time.monotonic() - start
+        assert timeout - 0.05 <= elapsed < timeout + SLACK_S, (type(client).__name__, elapsed)
+        assert info.value.code == "DEADLINE_EXCEEDED"
+        client.close()
+
+
+def test_unreachable_address_fails_fast():
+    # Port 1 on loopback: connection refused; the client must not hang or retry forever.
+    client = TFServingGrpc("127.0.0.1:1", "tiny", timeout=1.0, check=False)
+    start = time.monotonic()
+    with pytest.raises(Unavailable):
+        client.status()
+    assert time.monotonic() - start < 1.0 + SLACK_S
+    rest = TFServingRest("http://127.0.0.1:1", "tiny", timeout=1.0, check=False)
+    start = time.monotonic()
+    with pytest.raises(Unavailable):
+        rest.status()
+    assert time.monotonic() - start < 1.0 + SLACK_S
