@@ -124,6 +124,20 @@ def _find_parts(model: Any, embedding_layer: str | None, head_layer: str | None)
     return _Parts(model.inputs[0], embedding, head, head_input)
 
 
+def check_backend(backend: str | None = None) -> None:
+    """Raises `ValueError` unless `backend` (default: Keras's current one) is TensorFlow.
+
+    SavedModels with TF Serving signatures come from TensorFlow graphs; the JAX and PyTorch
+    routes of `keras.export` cannot express the in-graph cascade's data-dependent shapes.
+    """
+    backend = keras.backend.backend() if backend is None else backend
+    if backend != "tensorflow":
+        raise ValueError(
+            "Expected the TensorFlow Keras backend for SavedModel export. Received: "
+            f"backend={backend!r}. Run with KERAS_BACKEND=tensorflow."
+        )
+
+
 def _check_dims(values: Sequence[Any] | None, d: int, name: str) -> tuple[int, ...]:
     values = tuple(values or ())
     bad = [v for v in values if not _is_int(v) or not 1 <= v <= d]
@@ -298,11 +312,7 @@ def export_saved_model(
     # models/fashion_mnist/1/ with embed_8 ... embed_64, classify_8 ..., classify_cascade
     ```
     """
-    if keras.backend.backend() != "tensorflow":
-        raise ValueError(
-            "Expected the TensorFlow Keras backend for SavedModel export. Received: "
-            f"backend={keras.backend.backend()!r}. Set KERAS_BACKEND=tensorflow."
-        )
+    check_backend()
     import tensorflow as tf
 
     parts = _find_parts(model, embedding_layer, head_layer)
