@@ -209,3 +209,24 @@ def test_prefix_weights_bad_input():
     assert tuple(head.prefix_weights(24)[0].shape) == (24, NUM_CLASSES)
     with pytest.raises(ValueError, match=r"1 <= m <= 64.*m=65"):
         head.prefix_weights(65)
+
+
+@pytest.mark.parametrize("efficient", [False, True], ids=["mrl", "mrl_e"])
+def test_mrl_e_reads_each_dim_once(efficient):
+    """MRL-E multiplies each block of dims once (then sums), MRL each prefix in full."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("inspects the traced TensorFlow graph")
+    import tensorflow as tf
+
+    head = _head(efficient)
+    head.build((None, WIDTH))
+    graph = (
+        tf.function(head.call).get_concrete_function(tf.TensorSpec((None, WIDTH), tf.float32)).graph
+    )
+    matmuls = [op for op in graph.get_operations() if op.type in ("MatMul", "BatchMatMulV2")]
+    inner_dims = sorted(int(op.inputs[1].shape[0]) for op in matmuls)
+    if efficient:
+        assert inner_dims == [8, 8, 16, 32]  # the blocks [0:8], [8:16], [16:32], [32:64]
+        assert sum(inner_dims) == max(DIMS)
+    else:
+        assert inner_dims == list(DIMS)

@@ -1,0 +1,148 @@
+"""`mrl_keras.cascade`: the NumPy cascade and threshold calibration (section 4.2.1)."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from mrl_keras.cascade import NEVER_STOP, calibrate_cascade, cascade_predict
+
+DIMS = (8, 16, 32)
+
+
+def _holdout(n=600, dims=DIMS, num_classes=6, seed=0):
+    """Synthetic per-prefix probabilities: larger prefixes are more often right and surer."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, num_classes, n)
+    logits = rng.normal(size=(n, len(dims), num_classes))
+    for k in range(len(dims)):
+        logits[np.arange(n), k, y] += 0.9 * (k + 1) * rng.random(n) * 2
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True), y
+
+
+def _loop_cascade(probs, thresholds, dims):
+    out = []
+    for p in probs:
+        for k, m in enumerate(dims):
+            if k == len(dims) - 1 or p[k].max() >= thresholds[k]:
+                out.append((p[k].argmax(), p[k].max(), m))
+                break
+    return [np.array(c) for c in zip(*out, strict=True)]
+
+
+def _evaluate(probs, y, thresholds, dims):
+    pred = cascade_predict(probs, thresholds, dims)
+    return (pred.classes == y).mean(), pred.dims_used.mean()
+
+
+def test_cascade_predict_matches_a_loop():
+    probs, _ = _holdout(200)
+    thresholds = [0.5, 0.7, 0.0]
+    pred = cascade_predict(probs, thresholds, DIMS)
+    classes, scores, dims_used = _loop_cascade(probs, thresholds, DIMS)
+    np.testing.assert_array_equal(pred.classes, classes)
+    np.testing.assert_allclose(pred.scores, scores, rtol=1e-6)
+    np.testing.assert_array_equal(pred.dims_used, dims_used)
+    assert pred.classes.dtype == np.int64 and pred.dims_used.dtype == np.int32
+    assert set(np.unique(pred.dims_used)) == set(DIMS)
+
+
+def test_cascade_predict_extreme_thresholds():
+    probs, _ = _holdout(50)
+    assert np.all(cascade_predict(probs, [0, 0, 0], DIMS).dims_used == 8)
+    above_one = cascade_predict(probs, [NEVER_STOP, 1.5, 2.0], DIMS)
+    assert np.all(above_one.dims_used == 32)
+    np.testing.assert_array_equal(above_one.classes, probs[:, -1].argmax(-1))
+
+
+def test_calibration_meets_default_target():
+    probs, y = _holdout()
+    cal = calibrate_cascade(probs, y, DIMS)
+    full = (probs[:, -1].argmax(-1) == y).mean()
+    assert cal.full_dim_accuracy == pytest.approx(full)
+    assert cal.target_accuracy == pytest.approx(full - 0.005)
+    accuracy, expected_dim = _evaluate(probs, y, cal.thresholds, DIMS)
+    assert accuracy == pytest.approx(cal.accuracy) and accuracy >= cal.target_accuracy
+    assert expected_dim == pytest.approx(cal.expected_dim)
+    assert cal.expected_dim < DIMS[-1]
+    assert cal.thresholds[-1] == 0.0 and cal.search == "exhaustive"
+    assert sum(cal.dim_fractions) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("target", [None, 0.7])
+def test_calibration_beats_brute_force_on_a_coarse_grid(target):
+    probs, y = _holdout(n=300, seed=3)
+    grid = [*np.round(np.linspace(0, 1, 11), 10), NEVER_STOP]
+    cal = calibrate_cascade(probs, y, DIMS, target_accuracy=target)
+    best = None
+    for head in itertools.product(grid, repeat=len(DIMS) - 1):
+        accuracy, expected_dim = _evaluate(probs, y, [*head, 0.0], DIMS)
+        if accuracy >= cal.target_accuracy and (best is None or expected_dim < best):
+            best = expected_dim
+    assert best is not None
+    assert cal.accuracy >= cal.target_accuracy
+    assert cal.expected_dim <= best + 1e-12
+
+
+def test_budget_mode_beats_brute_force_on_a_coarse_grid():
+    probs, y = _holdout(n=300, seed=4)
+    grid = [*np.round(np.linspace(0, 1, 11), 10), NEVER_STOP]
+    cal = calibrate_cascade(probs, y, DIMS, max_expected_dim=14.0)
+    assert cal.expected_dim <= 14.0
+    best = max(
+        _evaluate(probs, y, [*head, 0.0], DIMS)[0]
+        for head in itertools.product(grid, repeat=2)
+        if _evaluate(probs, y, [*head, 0.0], DIMS)[1] <= 14.0
+    )
+    assert cal.accuracy >= best - 1e-12
+
+
+def test_coordinate_descent_for_long_cascades():
+    dims = (8, 16, 32, 64, 128, 256)
+    probs, y = _holdout(n=800, dims=dims, seed=5)
+    cal = calibrate_cascade(probs, y, dims)
+    assert cal.search == "coordinate_descent"
+    accuracy, expected_dim = _evaluate(probs, y, cal.thresholds, dims)
+    assert accuracy >= cal.target_accuracy
+    assert expected_dim == pytest.approx(cal.expected_dim)
+    assert cal.expected_dim < dims[-1]
+    # Forcing the same problem through coordinate descent on a small cascade stays feasible.
+    small = calibrate_cascade(*_holdout(), DIMS, max_evaluations=1)
+    assert small.search == "coordinate_descent" and small.accuracy >= small.target_accuracy
+
+
+def test_from_logits_and_single_prefix():
+    probs, y = _holdout(100)
+    a = calibrate_cascade(probs, y, DIMS)
+    b = calibrate_cascade(np.log(probs), y, DIMS, from_logits=True)
+    assert a.thresholds == pytest.approx(b.thresholds)
+    single = calibrate_cascade(probs[:, -1:], y, (32,))
+    assert single.thresholds == (0.0,) and single.expected_dim == 32.0
+    assert set(a.to_dict()) >= {"thresholds", "expected_dim", "accuracy"}
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(nesting_dims=(8, 16)), "shape"),
+        (dict(labels=np.zeros(5, dtype=int)), "labels"),
+        (dict(labels=np.full(600, 6)), r"labels. in \[0, 6\)"),
+        (dict(target_accuracy=0.9, max_expected_dim=16), "at most one"),
+        (dict(target_accuracy=1.5), r"target_accuracy. in \[0, 1\]"),
+        (dict(target_accuracy=1.0), "No thresholds reach"),
+        (dict(max_expected_dim=4), "at least the smallest nesting dim"),
+        (dict(nesting_dims=(16, 8, 32)), "strictly increasing"),
+    ],
+)
+def test_calibration_rejects_bad_input(kwargs, match):
+    probs, y = _holdout()
+    args = {"probabilities": probs, "labels": y, "nesting_dims": DIMS, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        calibrate_cascade(**args)
+
+
+def test_cascade_predict_rejects_wrong_threshold_count():
+    probs, _ = _holdout(10)
+    with pytest.raises(ValueError, match="one threshold per nesting dim"):
+        cascade_predict(probs, [0.5, 0.5], DIMS)
