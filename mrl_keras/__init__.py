@@ -1,5 +1,6 @@
 """mrl_keras: Matryoshka Representation Learning for Keras 3."""
 
+from mrl_keras.cascade import calibrate_cascade, cascade_predict
 from mrl_keras.matryoshka_accuracy import MatryoshkaAccuracy, matryoshka_metrics
 from mrl_keras.matryoshka_contrastive_loss import MatryoshkaContrastiveLoss
 from mrl_keras.matryoshka_head import MatryoshkaHead
@@ -14,6 +15,8 @@ __all__ = [
     "MatryoshkaHead",
     "MatryoshkaLoss",
     "__version__",
+    "calibrate_cascade",
+    "cascade_predict",
     "l2_normalize",
     "matryoshka_metrics",
     "nesting_dims",
