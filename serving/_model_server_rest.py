@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from mrl_keras.serving._model_server_manager import VersionManager
 from mrl_keras.serving.backend import SignatureSpec
-from mrl_keras.serving.errors import BackendError, Internal, InvalidInput
+from mrl_keras.serving.errors import BackendError, Internal, InvalidInput, NotFound, Unimplemented
 from mrl_keras.serving.local_model import tf_type_name
 
 # tensorflow_serving/model_servers/http_rest_api_util.cc
@@ -26,6 +26,7 @@ STATUS_RE = re.compile(
     r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:\/(metadata))?",
     re.IGNORECASE,
 )
+API_RE = re.compile(r"/v1/.*", re.IGNORECASE)
 _DEBUG_LIMIT = 100
 
 
@@ -375,6 +376,8 @@ class _RestServer(ThreadingHTTPServer):
                 pass
 
     def dispatch(self, method: str, path: str, body: bytes) -> dict[str, Any]:
+        if not API_RE.fullmatch(path):
+            raise NotFound(f"Not Found: {path}")  # TF Serving registers /v1/ paths only
         malformed = InvalidInput(f"Malformed request: {method} {path}")
         if method == "POST":
             m = PREDICTION_RE.fullmatch(path)
@@ -384,7 +387,7 @@ class _RestServer(ThreadingHTTPServer):
             if version and label:
                 raise malformed
             if verb.lower() != "predict":
-                raise InvalidInput(f"Dev model server: '{verb}' is not implemented; use :predict.")
+                raise Unimplemented(f"The dev model server implements :predict only, not :{verb}.")
             return self._predict(name, int(version) if version else None, label, body)
         if method == "GET":
             m = STATUS_RE.fullmatch(path)

@@ -173,7 +173,9 @@ class ModelServer:
             self._rest_thread.join()
 
     def __enter__(self):
-        return self.start() if self.grpc_port is None and self.rest_port is None else self
+        if self._grpc_server is None and self._rest_server is None:
+            self.start()
+        return self
 
     def __exit__(self, *exc):
         self.stop()
