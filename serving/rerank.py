@@ -15,7 +15,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-_BLOCK_BYTES = 8 << 20  # gathered float32 bytes per block of queries
+_BLOCK_BYTES = 2 << 20  # gathered float32 bytes per block of queries (about an L2 cache)
+_F16_TO_F32 = (
+    np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+)
 
 
 def top_along_rows(scores: np.ndarray, size: int) -> np.ndarray:
@@ -65,10 +68,18 @@ class PrefixReranker:
         block = max(1, _BLOCK_BYTES // max(1, k * width * 4))
         dots = np.empty((n, k), dtype=np.float32)
         sumsq = np.empty((n, k), dtype=np.float32) if want_sumsq else None
+        full_width = start == 0 and stop == self.store.shape[1]
         for b in range(0, n, block):
             e = min(n, b + block)
-            gathered = self.store[rows[b:e].reshape(-1), start:stop]
-            if gathered.dtype != np.float32:
+            flat = rows[b:e].reshape(-1)
+            if full_width:
+                gathered = np.take(self.store, flat, axis=0)
+            else:
+                gathered = self.store[flat, start:stop]
+            if gathered.dtype == np.float16:
+                # A table lookup is several times faster than NumPy's float16 -> float32 cast.
+                gathered = np.take(_F16_TO_F32, gathered.view(np.uint16))
+            elif gathered.dtype != np.float32:
                 gathered = gathered.astype(np.float32)
             gathered = gathered.reshape(e - b, k, width)
             q = np.ascontiguousarray(queries[b:e, start:stop], dtype=np.float32)
