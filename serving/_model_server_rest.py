@@ -120,9 +120,13 @@ def _type_error(value: Any, dtype: str) -> str:
     )
 
 
-def json_to_array(value: Any, dtype: str) -> np.ndarray:
-    """One JSON value -> array of `dtype`, with TF Serving's checks and messages."""
-    if dtype != "string":
+def json_to_array(value: Any, dtype: str, fast: bool = False) -> np.ndarray:
+    """One JSON value -> array of `dtype`, with TF Serving's checks and messages.
+
+    `fast=True` lets NumPy convert rectangular numeric data in one go; only safe when the
+    document holds no JSON `true`/`false` (NumPy would turn them into numbers).
+    """
+    if fast and dtype != "string":
         try:
             fast = np.asarray(value)
         except ValueError:
@@ -158,8 +162,13 @@ def parse_predict_body(body: bytes) -> dict[str, Any]:
     return doc
 
 
-def tensors_from_doc(doc: dict[str, Any], spec: SignatureSpec) -> tuple[dict[str, np.ndarray], str]:
-    """(input arrays, "row" | "columnar") following TF Serving's FillPredictRequestFromJson."""
+def tensors_from_doc(
+    doc: dict[str, Any], spec: SignatureSpec, fast: bool = False
+) -> tuple[dict[str, np.ndarray], str]:
+    """(input arrays, "row" | "columnar") following TF Serving's FillPredictRequestFromJson.
+
+    `fast`: see `json_to_array`.
+    """
     inputs = {k: v.dtype for k, v in sorted(spec.inputs.items())}
     if "instances" in doc:
         if "inputs" in doc:
@@ -174,7 +183,7 @@ def tensors_from_doc(doc: dict[str, Any], spec: SignatureSpec) -> tuple[dict[str
             )
         if not rows:
             raise InvalidInput(f"JSON Value: {_debug(doc)} No values in 'instances' array")
-        return _from_instances(rows, inputs), "row"
+        return _from_instances(rows, inputs, fast), "row"
     if "inputs" in doc:
         value = doc["inputs"]
         if not isinstance(value, dict) or _is_b64(value):
@@ -184,17 +193,17 @@ def tensors_from_doc(doc: dict[str, Any], spec: SignatureSpec) -> tuple[dict[str
                     "tensors required as per tensorinfo_map"
                 )
             name, dtype = next(iter(inputs.items()))
-            return {name: json_to_array(value, dtype)}, "columnar"
+            return {name: json_to_array(value, dtype, fast)}, "columnar"
         arrays = {}
         for name, dtype in inputs.items():
             if name not in value:
                 raise InvalidInput(f"Missing named input: {name} in 'inputs' object.")
-            arrays[name] = json_to_array(value[name], dtype)
+            arrays[name] = json_to_array(value[name], dtype, fast)
         return arrays, "columnar"
     raise InvalidInput("Missing 'inputs' or 'instances' key")
 
 
-def _from_instances(rows: list, inputs: dict[str, str]) -> dict[str, np.ndarray]:
+def _from_instances(rows: list, inputs: dict[str, str], fast: bool) -> dict[str, np.ndarray]:
     def is_object(v):
         return isinstance(v, dict) and not _is_b64(v)
 
@@ -206,10 +215,10 @@ def _from_instances(rows: list, inputs: dict[str, str]) -> dict[str, np.ndarray]
     objects = is_object(rows[0])
     if not objects:
         name, dtype = next(iter(inputs.items()))
-        if dtype != "string":
-            fast = json_to_array_or_none(rows, dtype)
-            if fast is not None:
-                return {name: fast}
+        if fast and dtype != "string":
+            array = json_to_array_or_none(rows, dtype)
+            if array is not None:
+                return {name: array}
     columns: dict[str, list[np.ndarray]] = {k: [] for k in inputs}
     for i, row in enumerate(rows):
         if objects:
@@ -404,10 +413,11 @@ class _RestServer(ThreadingHTTPServer):
 
     def _predict(self, name, version, label, body: bytes) -> dict[str, Any]:
         doc = parse_predict_body(body)
+        fast = b"true" not in body and b"false" not in body  # else check every value
         fmt = {}
 
         def decode(spec):
-            arrays, fmt["format"] = tensors_from_doc(doc, spec)
+            arrays, fmt["format"] = tensors_from_doc(doc, spec, fast)
             return arrays
 
         def bad_signature(sig):

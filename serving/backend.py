@@ -54,7 +54,7 @@ class ModelInfo:
     num_classes: int | None
     has_cascade: bool
     input_name: str
-    input_shape: tuple[int, ...] | None
+    input_shape: tuple[int | None, ...] | None  # None: unknown size (the batch), as in Keras
     input_dtype: str
     classify_dims: tuple[int, ...] = ()
     signatures: tuple[str, ...] = ()
@@ -158,7 +158,9 @@ def info_from_signatures(
         num_classes=num_classes,
         has_cascade=CASCADE_SIGNATURE in signatures,
         input_name=input_name,
-        input_shape=input_info.shape,
+        input_shape=None
+        if input_info.shape is None
+        else tuple(None if d < 0 else d for d in input_info.shape),
         input_dtype=input_info.dtype,
         classify_dims=tuple(classify_dims),
         signatures=tuple(sorted(signatures)),
@@ -193,6 +195,7 @@ class ModelBackend:
         self._signatures: dict[str, SignatureSpec] | None = None
         self._info: ModelInfo | None = None
         self._required = tuple(required_signatures)
+        self._stale = False
 
     # -- primitives -------------------------------------------------------------------
     def _load_signatures(self) -> tuple[int, dict[str, SignatureSpec]]:
@@ -228,14 +231,20 @@ class ModelBackend:
                 "with them (e.g. a classification head for classify_* signatures)."
             )
         with self._lock:
-            self._signatures, self._info = signatures, info
+            self._signatures, self._info, self._stale = signatures, info, False
         return info
 
     def info(self) -> ModelInfo:
-        """`ModelInfo` of the model (read once, at start-up or on the first call)."""
-        if self._info is None:
+        """`ModelInfo` of the model: read at start-up, and again after a response came from
+        another version than the one it describes."""
+        if self._info is None or self._stale:
             self.refresh()
         return self._info
+
+    def _served(self, version: int) -> int:
+        if self._info is not None and version != self._info.version:
+            self._stale = True  # a new version is serving: re-read its signatures next call
+        return version
 
     def signatures(self) -> dict[str, SignatureSpec]:
         self.info()
@@ -311,7 +320,7 @@ class ModelBackend:
         z = np.asarray(outputs[EMBED_OUTPUT], dtype=np.float32)
         if m != dim:
             z = l2_normalize(z[:, :dim])
-        return EmbedResult(embeddings=z, served_version=version, source_dim=m)
+        return EmbedResult(embeddings=z, served_version=self._served(version), source_dim=m)
 
     def classify(self, inputs: Any, dim: int, *, timeout: float | None = None) -> ClassifyResult:
         """Runs the head of prefix `dim` (`classify_{dim}`, which must be exported)."""
@@ -327,7 +336,7 @@ class ModelBackend:
             probabilities=np.asarray(outputs["probabilities"], dtype=np.float32),
             classes=np.asarray(outputs["classes"], dtype=np.int64),
             scores=np.asarray(outputs["scores"], dtype=np.float32),
-            served_version=version,
+            served_version=self._served(version),
         )
 
     def classify_cascade(self, inputs: Any, *, timeout: float | None = None) -> CascadeResult:
@@ -342,5 +351,5 @@ class ModelBackend:
             classes=np.asarray(outputs["classes"], dtype=np.int64),
             scores=np.asarray(outputs["scores"], dtype=np.float32),
             dims_used=np.asarray(outputs["dims_used"], dtype=np.int32),
-            served_version=version,
+            served_version=self._served(version),
         )

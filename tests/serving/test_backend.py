@@ -123,7 +123,7 @@ def test_info_from_signatures():
     info = info_from_signatures("m", 3, _signatures())
     assert info.exported_dims == (8, 16, 32) and info.embedding_dim == 32
     assert info.classify_dims == (8, 16, 32) and info.num_classes == 5 and info.has_cascade
-    assert (info.input_name, info.input_shape, info.input_dtype) == ("inputs", (-1, 10), "float32")
+    assert (info.input_name, info.input_shape, info.input_dtype) == ("inputs", (None, 10), "float32")
     bare = info_from_signatures("m", 1, _signatures(dims=(64,), classify=False))
     assert bare.num_classes is None and not bare.has_cascade and bare.classify_dims == ()
 

@@ -44,7 +44,7 @@ def test_info_from_signature_defs(backend):
     assert info.classify_dims == NESTING_DIMS
     assert info.num_classes == NUM_CLASSES
     assert info.has_cascade
-    assert (info.input_name, info.input_shape, info.input_dtype) == ("inputs", (-1, 10), "float32")
+    assert (info.input_name, info.input_shape, info.input_dtype) == ("inputs", (None, 10), "float32")
     assert info.version >= 1
 
 

@@ -116,6 +116,7 @@ def test_version_lifecycle(lifecycle_target, exported_v2_dir, tiny_model, tiny_m
 
         status = backend.status()
         assert (status.version, status.state) == (2, "AVAILABLE")
+        assert backend.info().version == 2  # re-read after responses came from version 2
         by_version = {v.version: v for v in status.versions}
         if dev_server:
             assert by_version[3].state == "END" and by_version[3].error_code != "OK"
