@@ -75,18 +75,39 @@ def test_symmetric_in_the_towers_and_scale_invariant():
     np.testing.assert_allclose(_np(loss(None, y_pred)), _np(loss(None, 3 * y_pred)), rtol=1e-5)
 
 
-def test_fit_pulls_pairs_together():
-    rng = np.random.default_rng(3)
-    x = rng.normal(size=(256, 12)).astype("float32")
-    view_a = x + 0.05 * rng.normal(size=x.shape).astype("float32")
-    view_b = x + 0.05 * rng.normal(size=x.shape).astype("float32")
-    inputs_a, inputs_b = keras.Input((12,)), keras.Input((12,))
-    tower = keras.layers.Dense(16)
-    outputs = keras.ops.stack([tower(inputs_a), tower(inputs_b)], axis=1)
+def _top1_retrieval(model, inputs):
+    """Fraction of `a_i` whose nearest `b` (cosine, per prefix) is `b_i`, for every prefix."""
+    out = keras.ops.convert_to_numpy(model.predict(inputs, verbose=0))
+    result = []
+    for m in DIMS:
+        a, b = out[:, 0, :m], out[:, 1, :m]
+        a = a / np.linalg.norm(a, axis=1, keepdims=True)
+        b = b / np.linalg.norm(b, axis=1, keepdims=True)
+        result.append(np.mean((a @ b.T).argmax(axis=1) == np.arange(len(a))))
+    return np.array(result)
+
+
+def test_fit_aligns_two_towers_at_every_prefix():
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(512, 12)).astype("float32")
+    # Two views of the same points through different random maps, one tower each.
+    view_a = x @ rng.normal(size=(12, 12)).astype("float32")
+    view_b = x @ rng.normal(size=(12, 10)).astype("float32")
+    inputs_a, inputs_b = keras.Input((12,)), keras.Input((10,))
+    outputs = keras.ops.stack(
+        [keras.layers.Dense(16)(inputs_a), keras.layers.Dense(16)(inputs_b)], axis=1
+    )
     model = keras.Model([inputs_a, inputs_b], outputs)
-    model.compile(keras.optimizers.Adam(0.01), loss=MatryoshkaContrastiveLoss(DIMS, 0.1))
+    model.compile(keras.optimizers.Adam(0.02), loss=MatryoshkaContrastiveLoss(DIMS, 0.1))
+    before = _top1_retrieval(model, [view_a, view_b])
     history = model.fit([view_a, view_b], None, batch_size=64, epochs=5, verbose=0)
-    assert history.history["loss"][-1] < 0.8 * history.history["loss"][0]
+    after = _top1_retrieval(model, [view_a, view_b])
+    assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
+    # Chance is 1/512 ~ 0.002; typical after 5 epochs: ~0.4 at 4 dims, >0.9 at 16.
+    assert np.all(before < 0.02), before
+    assert np.all(after > 0.05), after
+    assert after[-1] > 0.5, after
 
 
 class TestSerialization(TestCase):
