@@ -371,7 +371,7 @@ def _queries(args, backend_info=None) -> tuple[str, np.ndarray]:
         shape = backend_info.input_shape if backend_info is not None else (None, *images.shape[1:])
         return "instances", _corpus.to_model_inputs(images[rows], shape)
     kind = given[0]
-    return kind, _read_array(getattr(args, kind))
+    return ("instances" if kind == "inputs" else kind), _read_array(getattr(args, kind))
 
 
 def _post(args, route: str, body: dict[str, Any]) -> dict[str, Any]:
