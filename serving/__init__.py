@@ -18,6 +18,7 @@ from mrl_keras.serving.backend import (
     TensorInfo,
     VersionStatus,
 )
+from mrl_keras.serving.cascade_client import CascadeClassification, CascadeClassifier
 from mrl_keras.serving.errors import (
     BackendError,
     DeadlineExceeded,
@@ -39,6 +40,7 @@ from mrl_keras.serving.index import (
 from mrl_keras.serving.local_model import LocalModel
 from mrl_keras.serving.model_server import ModelServer
 from mrl_keras.serving.retriever import AdaptiveRetriever, SearchResult
+from mrl_keras.serving.service import SearchService, ServiceConfig, create_app
 from mrl_keras.serving.tf_serving_grpc import TFServingGrpc
 from mrl_keras.serving.tf_serving_rest import TFServingRest
 
@@ -75,4 +77,10 @@ __all__ = [
     "SearchResult",
     "build_index",
     "default_scann_options",
+    # cascade client and HTTP service (issue 6)
+    "CascadeClassification",
+    "CascadeClassifier",
+    "SearchService",
+    "ServiceConfig",
+    "create_app",
 ]
