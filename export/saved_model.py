@@ -161,24 +161,37 @@ def _check_thresholds(thresholds: Sequence[float], dims: tuple[int, ...]) -> tup
     return tuple(float(t) for t in values)
 
 
-def head_probabilities(model: keras.Model, x: Any, batch_size: int = 256, **find: Any) -> Any:
+def head_probabilities(
+    model: keras.Model,
+    x: Any,
+    batch_size: int = 256,
+    embedding_layer: str = "embedding",
+    head_layer: str = "matryoshka_head",
+) -> Any:
     """Runs a Matryoshka classifier on `x` and returns the softmax of every prefix's logits.
 
     Args:
         model: the functional Matryoshka classifier.
         x: array of model inputs.
         batch_size: int. Defaults to `256`.
-        **find: `embedding_layer` / `head_layer` names, as in `export_saved_model`.
+        embedding_layer, head_layer: str. Layer names, as in `export_saved_model`.
 
     Returns:
         float32 array `(n, len(nesting_dims), num_classes)`.
     """
-    parts = _find_parts(model, find.get("embedding_layer"), find.get("head_layer", None))
+    parts = _find_parts(model, embedding_layer, head_layer)
     if parts.head is None:
         raise ValueError("Expected a model with a MatryoshkaHead to compute probabilities.")
-    probe = keras.Model(parts.inputs, parts.head(parts.head_input))
-    logits = probe.predict(np.asarray(x), batch_size=batch_size, verbose=0)
-    logits = logits.astype(np.float64)
+    # Calling the head on concrete batches leaves the model's graph untouched (a symbolic call
+    # would add a node to the head layer).
+    features = keras.Model(parts.inputs, parts.head_input)
+    h = features.predict(np.asarray(x), batch_size=batch_size, verbose=0)
+    logits = np.concatenate(
+        [
+            keras.ops.convert_to_numpy(parts.head(h[i : i + batch_size]))
+            for i in range(0, len(h), batch_size)
+        ]
+    ).astype(np.float64)
     exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
 

@@ -253,8 +253,15 @@ class _Objective:
 
 
 def _candidates(scores: np.ndarray, grid: np.ndarray, num_quantiles: int) -> np.ndarray:
+    # Observed quantiles, each moved halfway down to the next lower observed score: the same
+    # split of the holdout set, but a threshold no example sits exactly on, so a float32
+    # re-computation of the scores (the exported graph) cannot flip an example across it.
+    unique = np.unique(scores)
     observed = np.quantile(scores, np.linspace(0.0, 1.0, num_quantiles), method="lower")
-    return np.unique(np.concatenate([grid, observed, [NEVER_STOP]]))
+    i = np.searchsorted(unique, observed)
+    lower = unique[np.maximum(i - 1, 0)]
+    midpoints = np.where(i > 0, (lower + observed) / 2.0, observed / 2.0)
+    return np.unique(np.concatenate([grid, midpoints, [NEVER_STOP]]))
 
 
 def _exhaustive(

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import (
+from export_testing import (
     DIMS,
     NUM_CLASSES,
     D,

@@ -11,7 +11,7 @@ import textwrap
 import time
 
 import numpy as np
-from conftest import DIMS, NUM_CLASSES, D, make_model
+from export_testing import DIMS, NUM_CLASSES, D, make_model
 from mrl_keras.export.saved_model import export_saved_model
 from mrl_keras.export.version_folder import TEMP_PREFIX
 from mrl_keras.export.warmup import read_warmup_requests
@@ -162,7 +162,7 @@ KILLED_EXPORT = textwrap.dedent(
     """
     import sys
     sys.path.insert(0, sys.argv[2])
-    from conftest import make_model
+    from export_testing import make_model
     from mrl_keras.export.saved_model import export_saved_model
     export_saved_model(make_model(), sys.argv[1], bytes_signatures=True, extra_dims=(4, 12, 20))
     """
