@@ -44,7 +44,11 @@ def test_info_from_signature_defs(backend):
     assert info.classify_dims == NESTING_DIMS
     assert info.num_classes == NUM_CLASSES
     assert info.has_cascade
-    assert (info.input_name, info.input_shape, info.input_dtype) == ("inputs", (None, 10), "float32")
+    assert (info.input_name, info.input_shape, info.input_dtype) == (
+        "inputs",
+        (None, 10),
+        "float32",
+    )
     assert info.version >= 1
 
 
@@ -133,28 +137,23 @@ def test_startup_check_names_missing_signatures(serving_target, exported_base_pa
             TFServingRest(serving_target.rest_url, "nope")
 
 
-def test_pinned_version_is_served(serving_target):
-    version = (
-        TFServingRest(serving_target.rest_url, serving_target.model_name).status().version
-        if serving_target.rest_url
-        else None
-    )
+def test_pinned_version_is_served(serving_target, local_model):
+    clients = []
     if serving_target.grpc_address:
-        version = (
-            version
-            or TFServingGrpc(serving_target.grpc_address, serving_target.model_name)
-            .status()
-            .version
+        clients.append(
+            lambda **kw: TFServingGrpc(serving_target.grpc_address, serving_target.model_name, **kw)
         )
-        pinned = TFServingGrpc(
-            serving_target.grpc_address, serving_target.model_name, version=version
-        )
-        assert pinned.embed(X, 8).served_version == version
-        with pytest.raises(NotFound, match="Specific"):
-            TFServingGrpc(serving_target.grpc_address, serving_target.model_name, version=99)
     if serving_target.rest_url:
-        pinned = TFServingRest(serving_target.rest_url, serving_target.model_name, version=version)
+        clients.append(
+            lambda **kw: TFServingRest(serving_target.rest_url, serving_target.model_name, **kw)
+        )
+    for make in clients:
+        version = make().status().version
+        pinned = make(version=version)
         assert pinned.embed(X, 8).served_version == version
+        assert pinned.status().version == version
+        with pytest.raises(NotFound, match=rf"Specific\({serving_target.model_name}, 99\)"):
+            make(version=99)
 
 
 def test_large_batch_over_4mib_via_grpc(serving_target, local_model):
