@@ -1,7 +1,8 @@
 """The `mrl` command: a thin dispatcher to each package's own entry point.
 
-Subcommand modules are imported lazily, so `mrl --help` and `mrl --version` start instantly
-and never import TensorFlow. Each entry point is `main(argv: list[str]) -> int` and parses its
+Subcommand modules are imported lazily, so a subcommand pays only for what it uses. (Importing
+`mrl_keras` itself loads Keras, so that its layers are registered for `.keras` loading; `mrl
+--help` therefore takes a few seconds, most of it the Keras import.) Each entry point is `main(argv: list[str]) -> int` and parses its
 own flags (so `mrl train --help` is owned by the training package).
 """
 
@@ -21,7 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "serve": ("mrl_keras.serving.cli", "serve_main", "Run the HTTP search/classify service."),
     "search": ("mrl_keras.serving.cli", "search_main", "Run one-off searches against a service or an index."),
     "classify": ("mrl_keras.serving.cli", "classify_main", "Classify inputs with the cascade classifier."),
-    "model-server": ("mrl_keras.serving.model_server", "main", "Development TF-Serving-compatible model server (production: use tensorflow/serving)."),
+    "model-server": ("mrl_keras.serving.model_server", "main", "Development TF-Serving-compatible model server (production: use the TF Serving image)."),
     "demo": ("mrl_keras.demo.cli", "main", "Run the whole life of a Matryoshka model end to end."),
 }
 
