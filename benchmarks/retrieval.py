@@ -87,6 +87,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--repeats", type=int, default=2, help="timed passes per config (best kept)")
     p.add_argument(
+        "--exact-queries",
+        type=int,
+        default=200,
+        help="queries timed for brute force (its recall is 1 by definition)",
+    )
+    p.add_argument(
+        "--prepare-only",
+        action="store_true",
+        help="only generate/load the database and cache the ground truth",
+    )
+    p.add_argument(
         "--latency-queries",
         type=int,
         default=200,
@@ -189,19 +200,22 @@ def run_contender(c, ds: rd.Dataset, args) -> list[dict[str, Any]]:
     bpv = c.bytes_per_vector()
     common.log(f"  built in {build_s:.1f} s, {bpv:,.0f} bytes/vector")
     rows = []
+    is_exact = isinstance(c, ct.Exact)
+    nq = min(len(ds.queries), args.exact_queries) if is_exact else len(ds.queries)
+    queries, gt = ds.queries[:nq], ds.gt[:nq]
     for config in c.configs():
-        is_exact = isinstance(c, ct.Exact)
-        ids, secs = time_batched(c, ds.queries, config, 1 if is_exact else args.repeats)
+        ids, secs = time_batched(c, queries, config, 1 if is_exact else args.repeats)
         lat = time_single(
-            c, ds.queries, config, 5 if is_exact else args.latency_queries, budget_s=20.0
+            c, queries, config, 5 if is_exact else args.latency_queries, budget_s=20.0
         )
         p50, p99 = common.percentiles_ms(lat)
         row = {
             "method": c.name,
             "config": config,
-            "recall": rd.recall_at_k(ids, ds.gt),
-            "map10": rd.map_at_k(ids, ds.db_labels, ds.query_labels),
-            "qps": len(ds.queries) / secs,
+            "recall": rd.recall_at_k(ids, gt),
+            "map10": rd.map_at_k(ids, ds.db_labels, ds.query_labels[:nq]),
+            "qps": nq / secs,
+            "queries": nq,
             "p50_ms": p50,
             "p99_ms": p99,
             "latency_n": len(lat),
@@ -250,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     ds = load_dataset(args)
     ds.gt = rd.ground_truth(ds, args.cache)
+    if args.prepare_only:
+        common.log(f"prepared {ds.name} and its ground truth under {args.cache}")
+        return 0
     n, d = ds.db.shape
     methods = args.methods.split(",")
     skipped = []
