@@ -254,6 +254,20 @@ def test_failure_mid_export_leaves_nothing(mrl_model, tmp_path):
     z = keras.layers.Reshape((4,))(inputs)
     z = keras.layers.Dense(8, name="embedding")(z)
     model = keras.Model(inputs, z)
-    with pytest.raises(Exception):  # noqa: B017  (a TensorFlow error from the verification)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="reshape"):
         export_saved_model(model, base, nesting_dims=(8,))
     assert os.listdir(base) == []
+
+
+def test_embedding_found_through_the_head_without_a_named_layer(tmp_path):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 1))
+    z = keras.layers.Dense(D, name="projection")(keras.layers.Flatten()(inputs))
+    head = mrl_keras.MatryoshkaHead(NUM_CLASSES, DIMS, efficient=True, name="clf")
+    model = keras.Model(inputs, head(z))
+    result = export_saved_model(model, tmp_path / "m", warmup=False, verify=False)
+    assert "classify_cascade" in result.signatures and result.metadata["embedding_dim"] == D
+    x = random_inputs(3)
+    z_np = keras.Model(inputs, z).predict(x, verbose=0)
+    out = tf.saved_model.load(result.path).signatures["embed_16"](inputs=tf.constant(x))
+    np.testing.assert_allclose(out["embedding"].numpy(), _l2_normalize(z_np[:, :16]), atol=1e-5)
