@@ -61,15 +61,15 @@ def _residual_block(x, filters: int, stride: int, prefix: str):
     y = keras.layers.Conv2D(
         filters, 3, strides=stride, padding="same", use_bias=False, name=f"{prefix}_conv1"
     )(x)
-    y = keras.layers.BatchNormalization(synchronized=True, name=f"{prefix}_bn1")(y)
+    y = keras.layers.BatchNormalization(momentum=0.9, synchronized=True, name=f"{prefix}_bn1")(y)
     y = keras.layers.ReLU(name=f"{prefix}_relu1")(y)
     y = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{prefix}_conv2")(y)
-    y = keras.layers.BatchNormalization(synchronized=True, name=f"{prefix}_bn2")(y)
+    y = keras.layers.BatchNormalization(momentum=0.9, synchronized=True, name=f"{prefix}_bn2")(y)
     if stride != 1 or shortcut.shape[-1] != filters:
         shortcut = keras.layers.Conv2D(
             filters, 1, strides=stride, use_bias=False, name=f"{prefix}_proj"
         )(shortcut)
-        shortcut = keras.layers.BatchNormalization(synchronized=True, name=f"{prefix}_proj_bn")(
+        shortcut = keras.layers.BatchNormalization(momentum=0.9, synchronized=True, name=f"{prefix}_proj_bn")(
             shortcut
         )
     y = keras.layers.Add(name=f"{prefix}_add")([shortcut, y])
@@ -82,14 +82,14 @@ def small_resnet(inputs, d: int = 512, width: int = 32, blocks: int = 1, stem_st
     x = keras.layers.Conv2D(
         width, 3, strides=stem_stride, padding="same", use_bias=False, name="stem_conv"
     )(inputs)
-    x = keras.layers.BatchNormalization(synchronized=True, name="stem_bn")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, synchronized=True, name="stem_bn")(x)
     x = keras.layers.ReLU(name="stem_relu")(x)
     for stage, filters in enumerate((width, 2 * width, 4 * width)):
         for b in range(blocks):
             stride = 2 if (stage > 0 and b == 0) else 1
             x = _residual_block(x, filters, stride, f"stage{stage + 1}_block{b + 1}")
     x = keras.layers.Conv2D(d, 1, use_bias=False, name="expand_conv")(x)
-    x = keras.layers.BatchNormalization(synchronized=True, name="expand_bn")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, synchronized=True, name="expand_bn")(x)
     return keras.layers.ReLU(name="expand_relu")(x)
 
 

@@ -377,7 +377,7 @@ def make_pipeline(
     *,
     num_replicas: int = 1,
     shuffle: bool = False,
-    shuffle_buffer: int = 10_000,
+    shuffle_buffer: int | None = None,
     augment: str = "none",
     input_shape: tuple[int, int, int] | None = None,
     seed: int = 0,
@@ -394,6 +394,9 @@ def make_pipeline(
         global_batch_size: int. Examples per step over all replicas.
         num_replicas: int. `strategy.num_replicas_in_sync`; must divide the global batch.
         shuffle: bool. Shuffle with a seeded buffer, reshuffled each epoch.
+        shuffle_buffer: int. Default: the whole dataset when its size is known (in-memory
+            sources are often sorted by class, so a smaller buffer would bias every batch),
+            else 10,000.
         augment: one of `"none"`, `"shift"`, `"shift_flip"`.
         input_shape: the image shape (needed for augmentation).
         seed: int. Shuffle and augmentation seed.
@@ -415,6 +418,9 @@ def make_pipeline(
         raise ValueError(f"Expected augment in {AUGMENTATIONS}. Received: augment={augment!r}")
     ds = dataset.cache() if cache else dataset
     if shuffle:
+        if shuffle_buffer is None:
+            size = int(dataset.cardinality())
+            shuffle_buffer = size if 0 < size <= 1_000_000 else 10_000
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if augment != "none":
         if input_shape is None:

@@ -1,0 +1,33 @@
+import pytest
+
+from mrl_keras.training.cli import evaluate_main, train_main
+
+
+def test_train_unknown_dataset_is_one_line(tmp_path, capsys):
+    rc = train_main(["--dataset", "no_such_dataset_xyz", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert "Unknown dataset 'no_such_dataset_xyz'" in err
+
+
+def test_train_bad_flags_and_shape(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        train_main(["--mode", "slimmable"])
+    assert e.value.code == 2
+    rc = train_main(["--backbone", "resnet50", "--out", str(tmp_path / "r"), "--max-train", "8",
+                     "--max-test", "8", "--holdout", "4"])
+    assert rc == 2 and "at least 32x32" in capsys.readouterr().err
+
+
+def test_evaluate_missing_model(tmp_path, capsys):
+    assert evaluate_main(["--model", str(tmp_path / "missing")]) == 2
+    assert "Model not found" in capsys.readouterr().err
+    assert evaluate_main(["--model", "x", "--baselines", "pca"]) == 2
+
+
+def test_help(capsys):
+    for main in (train_main, evaluate_main):
+        with pytest.raises(SystemExit) as e:
+            main(["--help"])
+        assert e.value.code == 0
+    assert "--all-dims" in capsys.readouterr().out
