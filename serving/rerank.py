@@ -44,7 +44,8 @@ class PrefixReranker:
     Call `rerank(queries, rows, valid, stages)` with raw query embeddings `(n, >= max dim)`,
     candidate rows `(n, K)` (int64), a validity mask `(n, K)` and stages `[(dim, size), ...]`
     (dims increasing, sizes non-increasing). Returns `(rows, scores, valid)` of the last stage,
-    `(n, size_last)`, unordered.
+    `(n, size_last)`, unordered (with `select_last=False`, every candidate of the last stage,
+    for a caller that selects and sorts its own top k).
     """
 
     def __init__(
@@ -94,34 +95,39 @@ class PrefixReranker:
         rows: np.ndarray,
         valid: np.ndarray,
         stages: Sequence[tuple[int, int]],
+        *,
+        select_last: bool = True,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         queries = np.asarray(queries, dtype=np.float32)
+        n = rows.shape[0]
+        batch = np.arange(n)[:, None]
         q_sumsq = np.cumsum(np.square(queries[:, : stages[-1][0]]), axis=1)
         need_sumsq = any(dim not in self.norm_column for dim, _ in stages)
+        all_valid = bool(valid.all())
         dots = np.zeros(rows.shape, dtype=np.float32)
         z_sumsq = np.zeros(rows.shape, dtype=np.float32) if need_sumsq else None
         done = 0
         scores = None
-        for dim, size in stages:
+        for j, (dim, size) in enumerate(stages):
             part, part_sq = self._gather_dot(rows, queries, done, dim, need_sumsq)
             dots += part
             if need_sumsq:
                 z_sumsq += part_sq
             done = dim
             column = self.norm_column.get(dim)
-            if column is not None:
-                z_norm = self.prefix_norms[rows, column]
-            else:
-                z_norm = np.sqrt(z_sumsq)
+            z_norm = self.prefix_norms[rows, column] if column is not None else np.sqrt(z_sumsq)
             q_norm = np.sqrt(q_sumsq[:, dim - 1])[:, None]
             scores = dots / np.maximum(q_norm * z_norm, 1e-12)
-            scores = np.where(valid, scores, -np.inf).astype(np.float32, copy=False)
-            if size < rows.shape[1]:
+            if not all_valid:
+                scores[~valid] = -np.inf
+            last = j == len(stages) - 1
+            if size < rows.shape[1] and (select_last or not last):
                 keep = top_along_rows(scores, size)
-                rows = np.take_along_axis(rows, keep, axis=1)
-                scores = np.take_along_axis(scores, keep, axis=1)
-                valid = np.take_along_axis(valid, keep, axis=1)
-                dots = np.take_along_axis(dots, keep, axis=1)
+                rows, scores, dots = rows[batch, keep], scores[batch, keep], dots[batch, keep]
+                if not all_valid:
+                    valid = valid[batch, keep]
                 if need_sumsq:
-                    z_sumsq = np.take_along_axis(z_sumsq, keep, axis=1)
+                    z_sumsq = z_sumsq[batch, keep]
+        if all_valid:
+            valid = np.ones(rows.shape, dtype=bool)
         return rows, scores, valid

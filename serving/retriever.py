@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 from mrl_keras.serving.index import AdaptiveIndex, check_model_version
-from mrl_keras.serving.rerank import PrefixReranker, sort_rows_descending
+from mrl_keras.serving.rerank import PrefixReranker, sort_rows_descending, top_along_rows
 
 DEFAULT_SHORTLIST_SIZE = 200
 
@@ -278,11 +278,15 @@ class AdaptiveRetriever:
         rows, scores = index.shortlist(head, plan.shortlist_size)
         valid = np.isfinite(scores)
         if plan.stages:
-            rows, scores, valid = self.reranker.rerank(queries, rows, valid, plan.stages)
-        order = sort_rows_descending(scores)[:, : plan.k]
-        rows = np.take_along_axis(rows, order, axis=1)
-        scores = np.take_along_axis(scores, order, axis=1)
-        valid = np.take_along_axis(valid, order, axis=1)
+            rows, scores, valid = self.reranker.rerank(
+                queries, rows, valid, plan.stages, select_last=False
+            )
+        batch = np.arange(rows.shape[0])[:, None]
+        if scores.shape[1] > plan.k:
+            top = top_along_rows(scores, plan.k)
+            rows, scores, valid = rows[batch, top], scores[batch, top], valid[batch, top]
+        order = sort_rows_descending(scores)
+        rows, scores, valid = rows[batch, order], scores[batch, order], valid[batch, order]
         return SearchResult(
             ids=index.lookup_ids(rows, valid),
             scores=scores,
