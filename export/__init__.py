@@ -24,7 +24,7 @@ __all__ = [
 _LAZY = {
     "ExportedModel": "mrl_keras.export.saved_model",
     "export_saved_model": "mrl_keras.export.saved_model",
-    "head_probabilities": "mrl_keras.export.saved_model",
+    "head_probabilities": "mrl_keras.export.model_parts",
     "read_warmup_requests": "mrl_keras.export.warmup",
 }
 

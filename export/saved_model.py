@@ -13,6 +13,7 @@ import keras
 import numpy as np
 from mrl_keras.export import signatures as sigs
 from mrl_keras.export.metadata import FORMAT_VERSION, write_metadata
+from mrl_keras.export.model_parts import Parts, find_parts, head_probabilities
 from mrl_keras.export.version_folder import atomic_version_folder, check_writable, resolve_version
 from mrl_keras.export.warmup import write_warmup_requests
 
@@ -46,84 +47,6 @@ class ExportedModel:
     calibration: CascadeCalibration | None = None
 
 
-@dataclasses.dataclass(frozen=True)
-class _Parts:
-    """The pieces of a Matryoshka model the signatures need."""
-
-    inputs: Any
-    embedding: Any
-    head: Any
-    head_input: Any
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _layer_output(model: keras.Model, layer: Any) -> Any:
-    try:
-        return layer.output
-    except (AttributeError, ValueError) as e:
-        raise ValueError(
-            f"Cannot read the output of layer {layer.name!r} of model {model.name!r}: export "
-            "needs a functional keras.Model in which it is called exactly once."
-        ) from e
-
-
-def _find_parts(model: Any, embedding_layer: str | None, head_layer: str | None) -> _Parts:
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"Expected a keras.Model. Received: model of type {type(model).__name__}")
-    if not model.built or not getattr(model, "inputs", None):
-        raise ValueError(
-            f"Expected a built functional keras.Model with symbolic inputs. Received: model "
-            f"{model.name!r} without them (subclassed models cannot be exported)."
-        )
-    if len(model.inputs) != 1:
-        raise ValueError(
-            f"Expected a model with exactly one input. Received: {len(model.inputs)} inputs."
-        )
-    by_name = {layer.name: layer for layer in model.layers}
-    head = by_name.get(head_layer) if head_layer else None
-    if head is None:
-        heads = [layer for layer in model.layers if isinstance(layer, mrl_keras.MatryoshkaHead)]
-        if len(heads) > 1:
-            raise ValueError(
-                f"Found {len(heads)} MatryoshkaHead layers {[h.name for h in heads]} and none "
-                f"named {head_layer!r}. Pass head_layer= (--head-layer) to pick one."
-            )
-        head = heads[0] if heads else None
-    if head is not None and not isinstance(head, mrl_keras.MatryoshkaHead):
-        raise TypeError(
-            f"Expected layer {head.name!r} to be a mrl_keras.MatryoshkaHead. "
-            f"Received: {type(head).__name__}"
-        )
-    head_input = None
-    if head is not None:
-        try:
-            head_input = head.input
-        except (AttributeError, ValueError) as e:
-            raise ValueError(
-                f"Cannot read the input of head {head.name!r}: export needs a functional model "
-                "in which the head is called exactly once."
-            ) from e
-    if embedding_layer and embedding_layer in by_name:
-        embedding = _layer_output(model, by_name[embedding_layer])
-    elif head_input is not None:
-        embedding = head_input
-    else:
-        raise ValueError(
-            f"No embedding layer found in model {model.name!r}: expected a layer named "
-            f"{embedding_layer!r} or a MatryoshkaHead whose input is the embedding. Name the "
-            "embedding layer 'embedding' or pass embedding_layer= (--embedding-layer)."
-        )
-    if len(embedding.shape) != 2 or embedding.shape[-1] is None:
-        raise ValueError(
-            f"Expected the embedding to have shape (batch, d) with d known. "
-            f"Received: shape={tuple(embedding.shape)}"
-        )
-    return _Parts(model.inputs[0], embedding, head, head_input)
-
-
 def check_backend(backend: str | None = None) -> None:
     """Raises `ValueError` unless `backend` (default: Keras's current one) is TensorFlow.
 
@@ -136,6 +59,10 @@ def check_backend(backend: str | None = None) -> None:
             "Expected the TensorFlow Keras backend for SavedModel export. Received: "
             f"backend={backend!r}. Run with KERAS_BACKEND=tensorflow."
         )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _check_dims(values: Sequence[Any] | None, d: int, name: str) -> tuple[int, ...]:
@@ -161,42 +88,7 @@ def _check_thresholds(thresholds: Sequence[float], dims: tuple[int, ...]) -> tup
     return tuple(float(t) for t in values)
 
 
-def head_probabilities(
-    model: keras.Model,
-    x: Any,
-    batch_size: int = 256,
-    embedding_layer: str = "embedding",
-    head_layer: str = "matryoshka_head",
-) -> Any:
-    """Runs a Matryoshka classifier on `x` and returns the softmax of every prefix's logits.
-
-    Args:
-        model: the functional Matryoshka classifier.
-        x: array of model inputs.
-        batch_size: int. Defaults to `256`.
-        embedding_layer, head_layer: str. Layer names, as in `export_saved_model`.
-
-    Returns:
-        float32 array `(n, len(nesting_dims), num_classes)`.
-    """
-    parts = _find_parts(model, embedding_layer, head_layer)
-    if parts.head is None:
-        raise ValueError("Expected a model with a MatryoshkaHead to compute probabilities.")
-    # Calling the head on concrete batches leaves the model's graph untouched (a symbolic call
-    # would add a node to the head layer).
-    features = keras.Model(parts.inputs, parts.head_input)
-    h = features.predict(np.asarray(x), batch_size=batch_size, verbose=0)
-    logits = np.concatenate(
-        [
-            keras.ops.convert_to_numpy(parts.head(h[i : i + batch_size]))
-            for i in range(0, len(h), batch_size)
-        ]
-    ).astype(np.float64)
-    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
-
-
-def _input_spec(parts: _Parts) -> tuple[list[int | None], str]:
+def _input_spec(parts: Parts) -> tuple[list[int | None], str]:
     shape = [None] + [None if s is None else int(s) for s in tuple(parts.inputs.shape)[1:]]
     dtype = keras.backend.standardize_dtype(parts.inputs.dtype)
     return shape, dtype
@@ -328,7 +220,7 @@ def export_saved_model(
     check_backend()
     import tensorflow as tf
 
-    parts = _find_parts(model, embedding_layer, head_layer)
+    parts = find_parts(model, embedding_layer, head_layer)
     d = int(parts.embedding.shape[-1])
     head = parts.head
     if head is not None:
@@ -351,6 +243,16 @@ def export_saved_model(
     exported = tuple(sorted(set(dims) | set(extra) | {d}))
     if not isinstance(normalize, bool):
         raise TypeError(f"Expected a bool normalize. Received: normalize={normalize!r}")
+
+    base = os.path.abspath(os.fspath(base_path))
+    if model_name is None:
+        model_name = os.path.basename(base) or "model"
+    if not isinstance(model_name, str) or not model_name:
+        raise ValueError(f"Expected a non-empty model_name. Received: {model_name!r}")
+    shape, dtype = _input_spec(parts)
+    layout = _image_layout(shape) if bytes_signatures else None
+    check_writable(base)
+    version = resolve_version(base, version, overwrite)
 
     calibration = None
     thresholds = None
@@ -388,16 +290,6 @@ def export_saved_model(
                 raise ValueError(
                     f"Expected {head.num_classes} class names. Received {len(class_names)}."
                 )
-
-    base = os.path.abspath(os.fspath(base_path))
-    if model_name is None:
-        model_name = os.path.basename(base) or "model"
-    if not isinstance(model_name, str) or not model_name:
-        raise ValueError(f"Expected a non-empty model_name. Received: {model_name!r}")
-    shape, dtype = _input_spec(parts)
-    layout = _image_layout(shape) if bytes_signatures else None
-    check_writable(base)
-    version = resolve_version(base, version, overwrite)
 
     outputs = {"embedding": parts.embedding}
     if head is not None:
