@@ -99,16 +99,20 @@ class ScannFull:
     def build(self) -> float:
         n = self.db.shape[0]
         data = np.asarray(self.db, dtype=np.float32)
+        scann = _scann()  # imports TensorFlow: keep it out of the timed build
         with Timer() as t:
             self.searcher = (
-                _scann()
-                .builder(data, K, "dot_product")
+                scann.builder(data, K, "dot_product")
                 .tree(
                     num_leaves=self.num_leaves,
                     num_leaves_to_search=max(1, self.num_leaves // 10),
                     training_sample_size=min(n, 100_000),
                 )
-                .score_ah(2, anisotropic_quantization_threshold=0.2)
+                .score_ah(
+                    2,
+                    anisotropic_quantization_threshold=0.2,
+                    training_sample_size=min(n, 100_000),
+                )
                 .reorder(200)
                 .set_n_training_threads(self.threads)
                 .build()
@@ -227,10 +231,9 @@ class OurAdaptive:
     """`mrl_keras.serving` AdaptiveRetriever over a `build_index` directory (one per D_s).
 
     The store keeps `z[:D_r]` with D_r = d; the grid sweeps the shortlist size K and the rerank
-    dim, plus the paper's funnel.
+    dim, plus the paper's funnel. With `kernels`, the same index (same ScaNN shortlist) is also
+    searched with the benchmark-local rerank stores of `_ar_prototypes` ("bfloat16", "int8").
     """
-
-    name = "AR (mrl_keras.serving)"
 
     def __init__(
         self,
@@ -240,12 +243,16 @@ class OurAdaptive:
         work_dir: Path,
         store_dtype: str = "float32",
         shortlist_sizes: tuple[int, ...] = (100, 200, 400),
+        kernels: tuple[str, ...] = (),
     ):
         self.db, self.threads, self.shortlist_dim = db, threads, shortlist_dim
         self.store_dtype, self.shortlist_sizes = store_dtype, shortlist_sizes
+        self.kernels = kernels
         self.path = work_dir / f"ar_index_ds{shortlist_dim}_{store_dtype}"
         self.name = f"AR (mrl_keras.serving, {store_dtype} store)"
         self.retriever = None
+        self.rerankers: dict[str, Any] = {}
+        self.extra: dict[str, dict[str, float]] = {}
 
     def build(self) -> float:
         from mrl_keras.serving import AdaptiveIndex, AdaptiveRetriever, build_index
@@ -262,6 +269,22 @@ class OurAdaptive:
         index = AdaptiveIndex.load(self.path, verify=False)
         index.searcher.set_num_threads(self.threads)
         self.retriever = AdaptiveRetriever(index)
+        self.rerankers = {"native": self.retriever.reranker}
+        base_bytes = dir_bytes(self.path)
+        for kind in self.kernels:
+            from benchmarks._ar_prototypes import QuantizedPrefixReranker, quantize_store
+
+            with Timer() as tq:
+                codes, scales = quantize_store(index.store, kind)
+            self.rerankers[kind] = QuantizedPrefixReranker(
+                codes, scales, index.prefix_norms, index.prefix_norm_dims
+            )
+            size = base_bytes - index.store.nbytes + codes.nbytes
+            size += 0 if scales is None else scales.nbytes
+            self.extra[kind] = {
+                "build_s": t.seconds + tq.seconds,
+                "bytes_per_vector": size / self.db.shape[0],
+            }
         return t.seconds
 
     def configs(self) -> list[dict[str, Any]]:
@@ -274,9 +297,18 @@ class OurAdaptive:
         ]
         if 200 <= self.db.shape[0]:
             out.append({"D_s": d_s, "K": 200, "funnel": funnel_for(d_s, d)})
-        return out
+        variants = [dict(c, kernel=kind) for kind in self.kernels for c in out]
+        return out + variants
+
+    def row_overrides(self, config: dict[str, Any]) -> dict[str, Any]:
+        kind = config.get("kernel")
+        if kind is None:
+            return {}
+        label = {"bfloat16": "bf16", "int8": "int8"}[kind]
+        return {"method": f"AR prototype (serving + NumPy {label} store)", **self.extra[kind]}
 
     def search(self, queries: np.ndarray, config: dict[str, Any]) -> np.ndarray:
+        self.retriever.reranker = self.rerankers[config.get("kernel", "native")]
         if "funnel" in config:
             result = self.retriever.search_embeddings(
                 queries, K, shortlist_size=config["K"], funnel=config["funnel"]
@@ -298,6 +330,7 @@ class OurAdaptive:
 
     def close(self) -> None:
         self.retriever = None
+        self.rerankers = {}
         shutil.rmtree(self.path, ignore_errors=True)
 
 
@@ -342,17 +375,21 @@ class FusedScannAR:
 
         n = self.db.shape[0]
         data = np.asarray(self.db, dtype=np.float32)
+        scann = _scann()  # imports TensorFlow: keep it out of the timed build
         with Timer() as t:
             self.searcher = (
-                _scann()
-                .builder(data, K, "dot_product")
+                scann.builder(data, K, "dot_product")
                 .truncate(self.shortlist_dim)
                 .tree(
                     num_leaves=self.num_leaves,
                     num_leaves_to_search=max(1, self.num_leaves // 10),
                     training_sample_size=min(n, 100_000),
                 )
-                .score_ah(1, anisotropic_quantization_threshold=0.2)
+                .score_ah(
+                    1,
+                    anisotropic_quantization_threshold=0.2,
+                    training_sample_size=min(n, 100_000),
+                )
                 .reorder(200, quantize=getattr(ReorderType, self.quantize))
                 .set_n_training_threads(self.threads)
                 .build()

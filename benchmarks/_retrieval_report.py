@@ -17,11 +17,11 @@ FAMILIES = (
     ("ScaNN", "ScaNN single-shot"),
     ("HNSW", "FAISS HNSW"),
     ("AR", "AR (mrl_keras.serving"),
-    ("AR prototype", "AR prototype"),
 )
 
 
 def family(method: str) -> str:
+    """Peers and our AR are families; each prototype kernel is its own family."""
     for fam, prefix in FAMILIES:
         if method.startswith(prefix):
             return fam
@@ -58,7 +58,8 @@ def summarize(run: dict[str, Any]) -> list[dict[str, Any]]:
     for r in run["rows"]:
         by_fam.setdefault(family(r["method"]), []).append(r)
     out = []
-    for ar_fam in ("AR", "AR prototype"):
+    ar_families = ["AR"] + sorted(f for f in by_fam if f.startswith("AR prototype"))
+    for ar_fam in ar_families:
         ar_rows = by_fam.get(ar_fam, [])
         if not ar_rows:
             continue

@@ -80,6 +80,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="dtype of the AR rerank store",
     )
     p.add_argument(
+        "--ar-kernels",
+        default="bfloat16,int8",
+        help="prototype rerank stores also measured on each AR index ('' for none)",
+    )
+    p.add_argument(
         "--hnsw-max-n",
         type=int,
         default=1_000_000,
@@ -188,7 +193,11 @@ def make_contenders(method: str, ds: rd.Dataset, args, work: Path) -> list:
         return [ct.FaissHnsw(ds.db, t)]
     dims = [int(x) for x in args.ar_dims.split(",") if 0 < int(x) < d]
     if method == "ar":
-        return [ct.OurAdaptive(ds.db, t, m, work, store_dtype=args.ar_store) for m in dims]
+        kernels = tuple(k for k in args.ar_kernels.split(",") if k)
+        return [
+            ct.OurAdaptive(ds.db, t, m, work, store_dtype=args.ar_store, kernels=kernels)
+            for m in dims
+        ]
     if method == "ar-fused":
         return [ct.FusedScannAR(ds.db, t, m, work, ct.default_num_leaves(n)) for m in dims]
     raise ValueError(method)
@@ -223,10 +232,12 @@ def run_contender(c, ds: rd.Dataset, args) -> list[dict[str, Any]]:
             "bytes_per_vector": bpv,
             "mflops": c.mflops(config),
         }
+        if hasattr(c, "row_overrides"):
+            row.update(c.row_overrides(config))
         if hasattr(c, "index") and getattr(c, "faiss", None) is not None:
             row["ndis_per_query"] = _hnsw_ndis(c, ds.queries[:100], config)
         common.log(
-            f"  {config}: recall@10={row['recall']:.3f} mAP@10={row['map10']:.3f} "
+            f"  {row['method'][:28]} {config}: recall@10={row['recall']:.3f} mAP@10={row['map10']:.3f} "
             f"QPS={row['qps']:,.0f} p50={p50:.3f} ms p99={p99:.3f} ms"
         )
         rows.append(row)
