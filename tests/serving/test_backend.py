@@ -86,8 +86,10 @@ def test_retry_is_bounded_by_count_and_deadline():
     start = time.monotonic()
     with pytest.raises(Unavailable):
         slow.call(fn, timeout=0.5)
-    assert time.monotonic() - start < 0.5
-    assert all(left <= 0.5 for left in calls)
+    # Never sleeps past the deadline (100 retries of 0.1-0.2 s would take 10-20 s); the slack
+    # is for a loaded CI machine.
+    assert time.monotonic() - start < 1.5
+    assert len(calls) <= 5 and all(left <= 0.5 for left in calls)
 
 
 @pytest.mark.parametrize(
@@ -123,7 +125,11 @@ def test_info_from_signatures():
     info = info_from_signatures("m", 3, _signatures())
     assert info.exported_dims == (8, 16, 32) and info.embedding_dim == 32
     assert info.classify_dims == (8, 16, 32) and info.num_classes == 5 and info.has_cascade
-    assert (info.input_name, info.input_shape, info.input_dtype) == ("inputs", (None, 10), "float32")
+    assert (info.input_name, info.input_shape, info.input_dtype) == (
+        "inputs",
+        (None, 10),
+        "float32",
+    )
     bare = info_from_signatures("m", 1, _signatures(dims=(64,), classify=False))
     assert bare.num_classes is None and not bare.has_cascade and bare.classify_dims == ()
 
