@@ -122,13 +122,20 @@ class ScannFull:
 
     def configs(self) -> list[dict[str, Any]]:
         nl = self.num_leaves
-        fractions = (0.01, 0.02, 0.04, 0.08, 0.16)
+        fractions = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32)
         leaves = sorted({max(1, min(nl, round(nl * f))) for f in fractions})
         return [
             {"num_leaves": nl, "leaves_to_search": lv, "reorder": r}
             for lv in leaves
-            for r in (50, 100, 200)
+            for r in (50, 100, 200, 400)
         ]
+
+    def skip(self, config: dict[str, Any], rows: list[dict[str, Any]]) -> bool:
+        """Searching more leaves is pointless once fewer already reach recall 0.99."""
+        return any(
+            r["recall"] >= 0.99 and r["config"]["leaves_to_search"] < config["leaves_to_search"]
+            for r in rows
+        )
 
     def search(self, queries: np.ndarray, config: dict[str, Any]) -> np.ndarray:
         return _scann_search(
@@ -186,6 +193,10 @@ class FaissHnsw:
 
     def configs(self) -> list[dict[str, Any]]:
         return [{"efSearch": ef} for ef in (16, 32, 64, 128, 256, 512)]
+
+    def skip(self, config: dict[str, Any], rows: list[dict[str, Any]]) -> bool:
+        """A larger efSearch is pointless once a smaller one reaches recall 0.995."""
+        return any(r["recall"] >= 0.995 for r in rows)
 
     def search(self, queries: np.ndarray, config: dict[str, Any]) -> np.ndarray:
         self.faiss.omp_set_num_threads(self.threads)
@@ -251,6 +262,7 @@ class OurAdaptive:
         self.path = work_dir / f"ar_index_ds{shortlist_dim}_{store_dtype}"
         self.name = f"AR (mrl_keras.serving, {store_dtype} store)"
         self.retriever = None
+        self.searcher = None
         self.rerankers: dict[str, Any] = {}
         self.extra: dict[str, dict[str, float]] = {}
 
@@ -268,6 +280,7 @@ class OurAdaptive:
             )
         index = AdaptiveIndex.load(self.path, verify=False)
         index.searcher.set_num_threads(self.threads)
+        self.searcher = index.searcher
         self.retriever = AdaptiveRetriever(index)
         self.rerankers = {"native": self.retriever.reranker}
         base_bytes = dir_bytes(self.path)
@@ -297,6 +310,14 @@ class OurAdaptive:
         ]
         if 200 <= self.db.shape[0]:
             out.append({"D_s": d_s, "K": 200, "funnel": funnel_for(d_s, d)})
+            # ScaNN leaves searched for the shortlist: the index's default is 10% of the leaves
+            # and the retriever does not expose it; sweep it through a search-time override.
+            nl = int(self.retriever.index.scann_options["num_leaves"]) if self.retriever else 1
+            for frac in (0.05, 0.2):
+                lv = max(1, round(nl * frac))
+                if nl > 1:
+                    out.append({"D_s": d_s, "K": 200, "D_r": d, "leaves": lv})
+                    out.append({"D_s": d_s, "K": 200, "leaves": lv, "funnel": funnel_for(d_s, d)})
         variants = [dict(c, kernel=kind) for kind in self.kernels for c in out]
         return out + variants
 
@@ -309,6 +330,7 @@ class OurAdaptive:
 
     def search(self, queries: np.ndarray, config: dict[str, Any]) -> np.ndarray:
         self.retriever.reranker = self.rerankers[config.get("kernel", "native")]
+        self.retriever.index.searcher = _LeavesOverride(self.searcher, config.get("leaves"))
         if "funnel" in config:
             result = self.retriever.search_embeddings(
                 queries, K, shortlist_size=config["K"], funnel=config["funnel"]
@@ -332,6 +354,27 @@ class OurAdaptive:
         self.retriever = None
         self.rerankers = {}
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+class _LeavesOverride:
+    """Wraps a ScaNN searcher so that every search uses `leaves_to_search` (None: default)."""
+
+    def __init__(self, searcher, leaves: int | None):
+        self.searcher, self.leaves = searcher, leaves
+
+    def _with(self, kwargs):
+        if self.leaves is not None:
+            kwargs["leaves_to_search"] = self.leaves
+        return kwargs
+
+    def search_batched(self, queries, **kwargs):
+        return self.searcher.search_batched(queries, **self._with(kwargs))
+
+    def search_batched_parallel(self, queries, **kwargs):
+        return self.searcher.search_batched_parallel(queries, **self._with(kwargs))
+
+    def __getattr__(self, name):
+        return getattr(self.searcher, name)
 
 
 def _funnel_cost(config: dict[str, Any]) -> float:

@@ -33,7 +33,8 @@ def config_str(config: dict[str, Any]) -> str:
         return "-"
     if "funnel" in config:
         stages = " > ".join(f"{dim}:{size}" for dim, size in config["funnel"])
-        return f"D_s {config['D_s']}, K {config['K']}, funnel {stages}"
+        leaves = f", leaves {config['leaves']}" if "leaves" in config else ""
+        return f"D_s {config['D_s']}, K {config['K']}{leaves}, funnel {stages}"
     if "efSearch" in config:
         return f"efSearch {config['efSearch']}"
     if "leaves_to_search" in config:

@@ -213,6 +213,8 @@ def run_contender(c, ds: rd.Dataset, args) -> list[dict[str, Any]]:
     nq = min(len(ds.queries), args.exact_queries) if is_exact else len(ds.queries)
     queries, gt = ds.queries[:nq], ds.gt[:nq]
     for config in c.configs():
+        if hasattr(c, "skip") and c.skip(config, rows):
+            continue
         ids, secs = time_batched(c, queries, config, 1 if is_exact else args.repeats)
         lat = time_single(
             c, queries, config, 5 if is_exact else args.latency_queries, budget_s=20.0
