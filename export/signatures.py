@@ -58,16 +58,34 @@ def cascade_fn(features: Any, head: Any, dims: Sequence[int], thresholds: Sequen
     to the next prefix's head, so a batch where most examples are easy computes the larger heads
     for the few hard ones only. The largest prefix answers every example that reaches it. The
     per-stage answers are stitched back into input order.
+
+    With an MRL-E head (`W(m) = W[:m]`) a stage does not recompute the prefix it has already
+    seen: it adds `z[:, m_prev:m] @ W[m_prev:m]` to the unresolved rows' running product, so an
+    example that stops at `m` costs one `m`-wide classifier in all (as in `MatryoshkaHead.call`).
     """
     dims = tuple(int(m) for m in dims)
     thresholds = tuple(float(t) for t in thresholds)
+    efficient = bool(getattr(head, "efficient", False))
+
+    def stage_logits(h: tf.Tensor, partial: tf.Tensor | None, start: int, m: int) -> tuple:
+        if not efficient:
+            return _prefix_logits(head, h, m), None
+        h = tf.cast(h[:, start:m], head.compute_dtype)
+        block = tf.matmul(h, tf.cast(head.kernel[start:m], head.compute_dtype))
+        partial = block if partial is None else partial + block
+        logits = partial
+        if head.bias is not None:
+            logits = logits + tf.cast(head.bias, head.compute_dtype)
+        return tf.cast(logits, tf.float32), partial
 
     def cascade(inputs: tf.Tensor) -> dict[str, tf.Tensor]:
         h = features(inputs, training=False)["head_input"]
         rows = tf.range(tf.shape(h)[0], dtype=tf.int32)
         stage_rows, stage_classes, stage_scores, stage_dims = [], [], [], []
+        partial, start = None, 0
         for k, m in enumerate(dims):
-            logits = _prefix_logits(head, h, m)
+            logits, partial = stage_logits(h, partial, start, m)
+            start = m
             probabilities = tf.nn.softmax(logits, axis=-1)
             scores = tf.reduce_max(probabilities, axis=-1)
             classes = tf.argmax(logits, axis=-1, output_type=tf.int64)
@@ -84,6 +102,8 @@ def cascade_fn(features: Any, head: Any, dims: Sequence[int], thresholds: Sequen
                 pending = tf.logical_not(done)
                 rows = tf.boolean_mask(rows, pending)
                 h = tf.boolean_mask(h, pending)
+                if partial is not None:
+                    partial = tf.boolean_mask(partial, pending)
         return {
             "classes": tf.dynamic_stitch(stage_rows, stage_classes),
             "scores": tf.dynamic_stitch(stage_rows, stage_scores),

@@ -81,10 +81,12 @@ def test_cascade_matches_numpy(exported, loaded):
     assert set(np.unique(expected.dims_used)) == set(DIMS)
 
 
+@pytest.mark.parametrize("efficient", [False, True], ids=["mrl", "mrl_e"])
 @pytest.mark.parametrize("value, expected_dim", [(0.0, DIMS[0]), (1.01, DIMS[-1])])
-def test_cascade_extreme_thresholds(mrl_model, tmp_path, value, expected_dim):
+def test_cascade_extreme_thresholds(tmp_path, efficient, value, expected_dim):
+    model = make_model(efficient=efficient)
     result = export_saved_model(
-        mrl_model,
+        model,
         tmp_path / "m",
         cascade_thresholds=[value] * len(DIMS),
         warmup=False,
@@ -95,8 +97,9 @@ def test_cascade_extreme_thresholds(mrl_model, tmp_path, value, expected_dim):
     out = loaded.signatures["classify_cascade"](inputs=tf.constant(x))
     assert np.all(out["dims_used"].numpy() == expected_dim)
     i = DIMS.index(expected_dim)
-    logits = mrl_model.predict(x, verbose=0)[:, i]
+    logits = model.predict(x, verbose=0)[:, i]
     np.testing.assert_array_equal(out["classes"].numpy(), logits.argmax(-1))
+    np.testing.assert_allclose(out["scores"].numpy(), softmax(logits).max(-1), atol=1e-5)
 
 
 class _CountingHead(mrl_keras.MatryoshkaHead):
