@@ -141,6 +141,11 @@ def fashion_mnist(args):
             {"shortlist_size": args.shortlist_size},
         ),
         (
+            f"AR D_s={ds}, K={5 * args.shortlist_size}, D_r={d}",
+            retrievers[ds],
+            {"shortlist_size": 5 * args.shortlist_size},
+        ),
+        (
             f"funnel {ds}->"
             + "->".join(str(s[0]) for s in funnel)
             + ", K "
