@@ -64,6 +64,9 @@ class Exact:
     def mflops(self, config: dict[str, Any]) -> float:
         return self.db.shape[0] * self.db.shape[1] / 1e6
 
+    def bytes_touched(self, config: dict[str, Any]) -> float:
+        return 4.0 * self.db.shape[0] * self.db.shape[1]
+
     def close(self) -> None:
         pass
 
@@ -153,6 +156,12 @@ class ScannFull:
     def mflops(self, config: dict[str, Any]) -> float:
         return self.db.shape[0] * self.db.shape[1] / 1e6
 
+    def bytes_touched(self, config: dict[str, Any]) -> float:
+        """AH codes (d/2 blocks x 4 bits) of the searched leaves + float32 reordering."""
+        n, d = self.db.shape
+        scanned = n * config["leaves_to_search"] / self.num_leaves
+        return scanned * d / 4 + config["reorder"] * d * 4
+
     def close(self) -> None:
         self.searcher = None
 
@@ -211,6 +220,10 @@ class FaissHnsw:
 
     def mflops(self, config: dict[str, Any]) -> float:
         return self.db.shape[0] * self.db.shape[1] / 1e6
+
+    def bytes_touched(self, config: dict[str, Any]) -> float:
+        """Full-d float32 vectors of the measured distance computations per query."""
+        return config.get("_ndis", float("nan")) * self.db.shape[1] * 4
 
     def close(self) -> None:
         self.index = None
@@ -350,6 +363,24 @@ class OurAdaptive:
             return (n * config["D_s"] + _funnel_cost(config)) / 1e6
         return (n * config["D_s"] + config["K"] * config["D_r"]) / 1e6
 
+    def bytes_touched(self, config: dict[str, Any]) -> float:
+        """Shortlist (AH codes of the searched leaves, float32 reordering of 2K at D_s) plus the
+        rerank store bytes of each stage's survivors (prefix slices only)."""
+        n, d_s = self.db.shape[0], config["D_s"]
+        opts = self.retriever.index.scann_options
+        nl = int(opts["num_leaves"])
+        lv = config.get("leaves") or int(opts["num_leaves_to_search"])
+        per_dim = {"bfloat16": 2, "int8": 1}.get(config.get("kernel"), 4)
+        if self.store_dtype == "float16" and "kernel" not in config:
+            per_dim = 2
+        shortlist = n * lv / nl * d_s / 4 + 2 * config["K"] * d_s * 4
+        stages = config.get("funnel") or [(config["D_r"], K)]
+        survivors, done, rerank = config["K"], 0, 0.0
+        for dim, size in stages:
+            rerank += survivors * (dim - done) * per_dim
+            survivors, done = size, dim
+        return shortlist + rerank
+
     def close(self) -> None:
         self.retriever = None
         self.rerankers = {}
@@ -465,6 +496,12 @@ class FusedScannAR:
 
     def mflops(self, config: dict[str, Any]) -> float:
         return (self.db.shape[0] * config["D_s"] + config["K"] * config["D_r"]) / 1e6
+
+    def bytes_touched(self, config: dict[str, Any]) -> float:
+        """AH codes (D_s blocks x 4 bits) of the searched leaves + bfloat16 reordering at D_r."""
+        n = self.db.shape[0]
+        scanned = n * config["leaves"] / self.num_leaves
+        return scanned * config["D_s"] / 2 + config["K"] * config["D_r"] * 2
 
     def close(self) -> None:
         self.searcher = None

@@ -200,6 +200,8 @@ def render_run(run: dict[str, Any]) -> str:
             r["build_s"],
             r["bytes_per_vector"],
             r["mflops"],
+            r.get("bytes_touched", float("nan")) / 1e6,
+            r.get("bytes_touched", float("nan")) * r["qps"] / 1e9,
         ]
         for r in rows
     ]
@@ -216,6 +218,8 @@ def render_run(run: dict[str, Any]) -> str:
                 "build s",
                 "bytes/vector",
                 "MFLOPs/query",
+                "MB touched/query (est.)",
+                "implied GB/s",
             ],
             table,
         )

@@ -236,8 +236,10 @@ def run_contender(c, ds: rd.Dataset, args) -> list[dict[str, Any]]:
         }
         if hasattr(c, "row_overrides"):
             row.update(c.row_overrides(config))
-        if hasattr(c, "index") and getattr(c, "faiss", None) is not None:
+        if isinstance(c, ct.FaissHnsw):
             row["ndis_per_query"] = _hnsw_ndis(c, ds.queries[:100], config)
+            config = dict(config, _ndis=row["ndis_per_query"])
+        row["bytes_touched"] = c.bytes_touched(config)
         common.log(
             f"  {row['method'][:28]} {config}: recall@10={row['recall']:.3f} mAP@10={row['map10']:.3f} "
             f"QPS={row['qps']:,.0f} p50={p50:.3f} ms p99={p99:.3f} ms"
