@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES="dataset-fashion-mnist ${MRL_EXTRA_APT_PACKAGES:-}"
+# Four small CJK font packages (~7 MB) for the many-class CJK builder's tests; the full
+# benchmark installs the rest with scripts/setup_cjk.sh.
+APT_PACKAGES="dataset-fashion-mnist fonts-arphic-gbsn00lp fonts-arphic-gkai00mp fonts-wqy-microhei fonts-droid-fallback ${MRL_EXTRA_APT_PACKAGES:-}"
 need_apt=0
 for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || need_apt=1; done
 if [ "$need_apt" = 1 ]; then
