@@ -116,10 +116,16 @@ def dir_bytes(path: str | os.PathLike) -> int:
     return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
 
 
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer, np.floating)):
+        return o.item()
+    return str(o)
+
+
 def save_json(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=float) + "\n")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=_json_default) + "\n")
     tmp.replace(path)
 
 

@@ -296,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
             except ImportError as e:
                 skipped.append(f"{c.name} skipped: {e}")
                 common.log(skipped[-1])
+            # keep what was measured so far if a later contender dies (e.g. out of memory)
+            common.save_json(work / "partial_rows.json", {"args": vars(args), "rows": rows})
     run = {
         "tag": args.tag or (f"{args.data}-{n}" if args.data == "synthetic" else args.data),
         "dataset": ds.name,
