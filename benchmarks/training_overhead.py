@@ -70,6 +70,16 @@ def build(variant: str, cfg: dict[str, Any], seed: int = 0):
     return model
 
 
+def _pin_tf_threads(threads: int) -> None:
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow already initialised in this process (e.g. under pytest)
+        common.log("TensorFlow threads already fixed in this process; not pinned")
+
+
 def measure(name: str, cfg: dict[str, Any], rounds: int, steps: int) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     x = rng.random((cfg["batch"], *cfg["image"]), dtype=np.float32)
@@ -81,42 +91,49 @@ def measure(name: str, cfg: dict[str, Any], rounds: int, steps: int) -> dict[str
         for _ in range(2):
             m.train_on_batch(x, y)
     times: dict[str, list[list[float]]] = {v: [] for v in VARIANTS}
+    cpu: dict[str, list[list[float]]] = {v: [] for v in VARIANTS}
     for r in range(rounds):
         order = VARIANTS[r % 3 :] + VARIANTS[: r % 3]
         for v in order:
-            step_times = []
+            step_times, step_cpu = [], []
             for _ in range(steps):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 models[v].train_on_batch(x, y)
                 step_times.append(time.perf_counter() - t0)
+                step_cpu.append(time.process_time() - c0)
             times[v].append(step_times)
+            cpu[v].append(step_cpu)
         med = {v: statistics.median(times[v][-1]) for v in VARIANTS}
+        med_cpu = {v: statistics.median(cpu[v][-1]) for v in VARIANTS}
         common.log(
             f"  round {r + 1}/{rounds}: "
-            + ", ".join(f"{v} {med[v] * 1e3:.1f} ms" for v in VARIANTS)
+            + ", ".join(f"{v} {med[v] * 1e3:.1f} ms (cpu {med_cpu[v] * 1e3:.1f})" for v in VARIANTS)
         )
-    per_round = {
-        v: [
-            statistics.median(ts) / statistics.median(tp)
-            for ts, tp in zip(times[v], times["plain"], strict=True)
-        ]
-        for v in ("mrl", "mrl-e")
-    }
     result = {
         "name": name,
         "config": {
             k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items() if k != "options"
         },
         "params": params,
-        "step_ms": {
-            v: 1e3 * statistics.median([t for ts in times[v] for t in ts]) for v in VARIANTS
-        },
-        "ratio": {v: statistics.median(per_round[v]) for v in per_round},
-        "ratio_min": {v: min(per_round[v]) for v in per_round},
-        "ratio_max": {v: max(per_round[v]) for v in per_round},
         "rounds": rounds,
         "steps_per_round": steps,
     }
+    for clock, data in (("wall", times), ("cpu", cpu)):
+        per_round = {
+            v: [
+                statistics.median(ts) / statistics.median(tp)
+                for ts, tp in zip(data[v], data["plain"], strict=True)
+            ]
+            for v in ("mrl", "mrl-e")
+        }
+        result[clock] = {
+            "step_ms": {
+                v: 1e3 * statistics.median([t for ts in data[v] for t in ts]) for v in VARIANTS
+            },
+            "ratio": {v: statistics.median(per_round[v]) for v in per_round},
+            "ratio_min": {v: min(per_round[v]) for v in per_round},
+            "ratio_max": {v: max(per_round[v]) for v in per_round},
+        }
     return result
 
 
@@ -126,12 +143,14 @@ def render(run: dict[str, Any]) -> str:
         f"- Command: `{run['command']}`",
         f"- Date: {run['date']}; wall time {run['wall_s']:.0f} s",
         f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB RAM (shared; load "
-        f"average at start {m['load_avg_1m_at_start']}); TensorFlow default CPU threads, "
-        "`jit_compile=False`, SGD with momentum, one fixed random batch",
+        f"average at start {m['load_avg_1m_at_start']}); `jit_compile=False`, SGD with "
+        "momentum, one fixed random batch",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(run["versions"].items())),
         "- Method: the three variants are stepped interleaved (rotating order each round); "
         "ratio = median over rounds of (median MRL step / median plain step) in the same round; "
-        "[min, max] over rounds in brackets.",
+        "[min, max] over rounds in brackets. CPU time (process time, TensorFlow pinned to "
+        f"{run['threads']} intra-op / 1 inter-op thread) is what the targets are judged on: on a "
+        "shared machine wall time also counts the time other processes hold the cores.",
         "",
     ]
     rows = []
@@ -139,14 +158,20 @@ def render(run: dict[str, Any]) -> str:
         c = r["config"]
         shape = "x".join(str(s) for s in c["image"])
         for v in ("mrl", "mrl-e"):
-            ok = r["ratio"][v] <= TARGETS[v]
+            cells = []
+            for clock in ("cpu", "wall"):
+                t = r[clock]
+                cells += [
+                    t["step_ms"]["plain"],
+                    t["step_ms"][v],
+                    f"{t['ratio'][v]:.3f} [{t['ratio_min'][v]:.3f}, {t['ratio_max'][v]:.3f}]",
+                ]
+            ok = r["cpu"]["ratio"][v] <= TARGETS[v]
             rows.append(
                 [
                     f"{c['backbone']} ({shape}, batch {c['batch']}, {c['classes']} classes)",
                     v.upper(),
-                    r["step_ms"]["plain"],
-                    r["step_ms"][v],
-                    f"{r['ratio'][v]:.3f} [{r['ratio_min'][v]:.3f}, {r['ratio_max'][v]:.3f}]",
+                    *cells,
                     f"<= {TARGETS[v]}",
                     "met" if ok else "missed",
                     f"{r['params']['plain']:,} / {r['params'][v]:,}",
@@ -157,11 +182,14 @@ def render(run: dict[str, Any]) -> str:
             [
                 "backbone",
                 "head",
-                "plain step ms",
-                "head step ms",
-                "ratio",
+                "plain CPU ms/step",
+                "head CPU ms/step",
+                "CPU-time ratio",
+                "plain wall ms",
+                "head wall ms",
+                "wall ratio",
                 "target",
-                "",
+                "(CPU time)",
                 "params plain / head",
             ],
             rows,
@@ -177,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=3, help="timed steps per variant per round")
     p.add_argument("--image-size", type=int, default=None, help="ResNet50 input side (default 96)")
     p.add_argument("--batch", type=int, default=None, help="override the batch size")
+    p.add_argument("--threads", type=int, default=1, help="TensorFlow intra-op threads")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (CI): small CNN only")
     p.add_argument("--no-results", action="store_true", help="do not write RESULTS.md")
     p.add_argument("--results-dir", type=Path, default=None)
@@ -202,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch:
         for c in configs.values():
             c["batch"] = args.batch
+    _pin_tf_threads(args.threads)
     started = time.time()
     results = [measure(k, c, args.rounds, args.steps) for k, c in configs.items()]
     run = {
@@ -210,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": time.time() - started,
         "machine": common.machine(),
         "versions": common.versions("tensorflow", "keras", "numpy", "mrl_keras"),
+        "threads": args.threads,
         "results": results,
     }
     text = render(run)
