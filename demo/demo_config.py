@@ -24,7 +24,9 @@ class DemoConfig:
         batch_size: global batch size. learning_rate: AdamW peak learning rate.
         max_train: train subset (after the holdout). holdout: holdout examples (calibration).
         max_test: test subset (queries of every evaluation).
-        eval_max_test: queries of the per-prefix evaluation (1-NN, mAP, probe); None = all.
+        eval_max_test: test queries of the per-prefix evaluation (1-NN, mAP@k, probe) and of
+            the retrieval measurements (the first ones of the test split); None = all. The
+            cascade is measured on the whole test split.
         probe: run the linear probe. probe_epochs: its epochs.
         shortlist_dim: `D_s` of the demo's index. shortlist_size: `K`.
         service_queries: test images sent to the service (search and classify).
@@ -48,9 +50,9 @@ class DemoConfig:
     max_train: int | None = None
     holdout: int = 6000
     max_test: int | None = None
-    eval_max_test: int | None = 5000
+    eval_max_test: int | None = 1000
     probe: bool = True
-    probe_epochs: int = 10
+    probe_epochs: int = 5
     shortlist_dim: int = 16
     shortlist_size: int = 200
     service_queries: int = 512
@@ -90,10 +92,11 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     ("fashion_mnist", "demo"): {},
     ("fashion_mnist", "quick"): {
         "epochs": 1,
+        "ff_epochs": 1,
         "d": 32,
         "width": 8,
-        "batch_size": 64,
-        "max_train": 2000,
+        "batch_size": 32,
+        "max_train": 4000,
         "holdout": 500,
         "max_test": 500,
         "eval_max_test": None,
@@ -102,10 +105,11 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
         "shortlist_size": 100,
         "service_queries": 64,
     },
-    ("fashion_mnist", "full"): {"epochs": 4, "ff_epochs": 4, "eval_max_test": None},
+    ("fashion_mnist", "full"): {"epochs": 2, "ff_epochs": 2, "eval_max_test": 2000},
     ("cjk", "demo"): {"d": 256, "width": 32, "epochs": 6, "holdout": 4000, "probe_epochs": 3},
     ("cjk", "quick"): {
         "epochs": 1,
+        "ff_epochs": 1,
         "d": 32,
         "width": 8,
         "batch_size": 64,
@@ -120,7 +124,7 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
         "service_queries": 64,
     },
     ("cjk", "full"): {"d": 256, "width": 32, "epochs": 6, "ff_epochs": 6, "holdout": 4000,
-                      "eval_max_test": None, "probe_epochs": 3},
+                      "eval_max_test": 2000, "probe_epochs": 3},
 }  # fmt: skip
 
 
@@ -144,5 +148,8 @@ def make_config(
         values.update(PRESETS[(dataset, "full")])
     if quick:
         values.update(PRESETS[(dataset, "quick")])
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if "epochs" in overrides and "ff_epochs" not in overrides:
+        overrides["ff_epochs"] = overrides["epochs"]  # baselines train as long as MRL
+    values.update(overrides)
     return DemoConfig(dataset=dataset, quick=quick, full=full, **values)

@@ -99,7 +99,6 @@ class DemoRun:
             "model": os.path.join(self.out, "models", f"{config.dataset}_mrl"),
             "index": os.path.join(self.out, "index"),
             "report": os.path.join(self.out, "report"),
-            "service_log": os.path.join(self.out, "service.log"),
         }
         self.results: dict[str, Any] = {
             "format_version": REPORT_FORMAT_VERSION,
@@ -299,11 +298,12 @@ class DemoRun:
 
         c = self.config
         shortlist_dims = [m for m in self.dims if m < self.d] if c.full else [c.shortlist_dim]
+        q = c.eval_max_test or len(self.z_test)
         self.results["retrieval"] = measure_retrieval(
             self.z_train,
             self.y_train,
-            self.z_test,
-            self.y_test,
+            self.z_test[:q],
+            self.y_test[:q],
             self.dims,
             os.path.join(self.out, "retrieval_tmp"),
             shortlist_dims,

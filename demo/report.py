@@ -237,7 +237,7 @@ def build_blocks(results: dict[str, Any], plots: dict[str, str]) -> list[tuple]:
     text = (
         f"Database: {r.get('database', '-')} train embeddings from the exported model; "
         f"{r.get('queries', '-')} test queries; K = {r.get('K', '-')}. Single-shot exact search "
-        "in NumPy at each size; ScaNN single-shot at full d (an index with D_s = d); AR = "
+        "(brute force) at each size; ScaNN single-shot at full d (an index with D_s = d); AR = "
         "ScaNN shortlist at D_s, rerank at D_r (`AdaptiveRetriever`); funnel = halve the "
         "shortlist and double the dim at every stage. MFLOPs/query by the paper's exact-search "
         "cost model (`D_s * N + K * D_r`); ms/query measured, batched, on this machine."
@@ -262,8 +262,9 @@ def build_blocks(results: dict[str, Any], plots: dict[str, str]) -> list[tuple]:
     if service.get("status") == "ok":
         agreement = service["agreement"]
         blocks += [
-            ("p", f"`mrl serve` (in-process local model backend) started on a free loopback port "
-                  f"in {service['startup_seconds']}s; the demo sent {service['requests']} requests "
+            ("p", f"The HTTP service (the FastAPI app `mrl serve` runs) started on "
+                  f"{service['url']} with the in-process local model backend in "
+                  f"{service['startup_seconds']}s; the demo sent {service['requests']} requests "
                   f"({service['queries']} test images, batches of {service['batch']}: "
                   "`POST /v1/search` AR and funnel, `POST /v1/classify`, `GET /healthz`, "
                   "`/readyz`, `/metrics`), compared the answers with the same calls made "

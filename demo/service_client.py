@@ -1,19 +1,11 @@
-"""The demo's HTTP service stage: start `mrl serve` on a free loopback port with the
-in-process local model backend, talk to it over HTTP (DESIGN.md, "The HTTP service"), and stop
-it again.
-
-The service runs as a child process (`python -m mrl_keras.cli serve ...`), exactly what a user
-starts; the demo keeps its process id and stops only that process.
-"""
+"""The demo's HTTP service stage: start the HTTP service (the app `mrl serve` runs) on a free
+loopback port with the in-process local model backend, talk to it over HTTP only (DESIGN.md,
+"The HTTP service"), and stop it again."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -22,13 +14,6 @@ from typing import Any
 
 class ServiceError(RuntimeError):
     """The HTTP service did not start, answered with an error, or could not be reached."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on `host` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def request_json(url: str, payload: Any = None, timeout: float = 60.0) -> tuple[int, Any, float]:
@@ -57,91 +42,73 @@ def request_json(url: str, payload: Any = None, timeout: float = 60.0) -> tuple[
 
 
 class ServiceProcess:
-    """`mrl serve --model MODEL --index INDEX` on `127.0.0.1:<free port>`, as a child process.
+    """The HTTP service (`mrl_keras.serving.service`, what `mrl serve` runs) on
+    `127.0.0.1:<free port>`, served by uvicorn in a thread of this process, in front of the
+    in-process local model backend the demo already holds.
 
     Args:
-        model: the SavedModel base path.
+        backend: a `ModelBackend` (the demo's `LocalModel`).
         index: the index directory.
-        log_path: file receiving the service's stdout and stderr.
-        port: the port; defaults to a free one.
-        startup_timeout: seconds to wait for `GET /readyz` to answer 200.
+        startup_timeout: seconds to wait for the server to listen and `GET /readyz` to be 200.
 
-    Use as a context manager: the service is stopped (SIGTERM, then SIGKILL) on exit.
+    Use as a context manager: the server is shut down and its thread joined on exit.
     """
 
-    def __init__(
-        self,
-        model: str,
-        index: str,
-        log_path: str,
-        port: int | None = None,
-        startup_timeout: float = 180.0,
-    ):
-        self.model, self.index, self.log_path = model, index, log_path
+    def __init__(self, backend: Any, index: str, startup_timeout: float = 60.0):
+        self.backend, self.index = backend, index
         self.host = "127.0.0.1"
-        self.port = port or free_port(self.host)
+        self.port: int | None = None
+        self.url = ""
         self.startup_timeout = startup_timeout
-        self.process: subprocess.Popen | None = None
-        self.url = f"http://{self.host}:{self.port}"
         self.startup_seconds: float | None = None
-
-    def command(self) -> list[str]:
-        return [
-            sys.executable, "-m", "mrl_keras.cli", "serve",
-            "--model", self.model, "--index", self.index,
-            "--host", self.host, "--port", str(self.port),
-        ]  # fmt: skip
-
-    def _log_tail(self, lines: int = 8) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                tail = f.read().strip().splitlines()[-lines:]
-        except OSError:
-            return ""
-        return " | ".join(tail)
+        self._server = None
+        self._service = None
+        self._thread: threading.Thread | None = None
 
     def start(self) -> ServiceProcess:
-        env = dict(os.environ)
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        t0 = time.time()
-        with open(self.log_path, "w") as log:
-            self.process = subprocess.Popen(
-                self.command(), stdout=log, stderr=subprocess.STDOUT, env=env
-            )
-        deadline = t0 + self.startup_timeout
-        while time.time() < deadline:
-            code = self.process.poll()
-            if code is not None:
-                raise ServiceError(
-                    f"`mrl serve` exited with status {code} before it was ready "
-                    f"(log {self.log_path}: {self._log_tail()})"
-                )
-            try:
-                status, _, _ = request_json(self.url + "/readyz", timeout=2.0)
-                if status == 200:
-                    self.startup_seconds = time.time() - t0
-                    return self
-            except ServiceError:
-                pass
-            time.sleep(0.5)
-        raise ServiceError(
-            f"`mrl serve` was not ready within {self.startup_timeout:.0f}s "
-            f"(log {self.log_path}: {self._log_tail()})"
-        )
+        import uvicorn
+        from mrl_keras.serving.service import SearchService, ServiceConfig, create_app
 
-    def stop(self) -> int | None:
-        """Stops the child process; returns its exit status."""
-        process, self.process = self.process, None
-        if process is None:
-            return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=15)
-        return process.returncode
+        t0 = time.time()
+        self._service = SearchService(self.backend, self.index, ServiceConfig())
+        app = create_app(self._service)
+        # Port 0: the kernel picks a free port when uvicorn binds; read it back below.
+        config = uvicorn.Config(app, host=self.host, port=0, log_level="warning")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="mrl-demo-serve", daemon=True)
+        self._thread.start()
+        deadline = t0 + self.startup_timeout
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise ServiceError("the HTTP service stopped before it was listening")
+            if time.time() > deadline:
+                raise ServiceError(
+                    f"the HTTP service did not listen within {self.startup_timeout}s"
+                )
+            time.sleep(0.05)
+        sockets = [s for server in self._server.servers for s in server.sockets]
+        self.port = int(sockets[0].getsockname()[1])
+        self.url = f"http://{self.host}:{self.port}"
+        while time.time() < deadline:
+            status, body, _ = request_json(self.url + "/readyz", timeout=5.0)
+            if status == 200:
+                self.startup_seconds = time.time() - t0
+                return self
+            time.sleep(0.2)
+        raise ServiceError(f"GET /readyz did not answer 200 within {self.startup_timeout}s: {body}")
+
+    def stop(self) -> None:
+        """Shuts the server down and waits for its thread."""
+        server, thread, service = self._server, self._thread, self._service
+        self._server = self._thread = self._service = None
+        if server is not None:
+            server.should_exit = True
+        if thread is not None:
+            thread.join(timeout=30)
+            if thread.is_alive():
+                raise ServiceError("the HTTP service did not shut down within 30s")
+        if service is not None:
+            service.close()
 
     def __enter__(self) -> ServiceProcess:
         try:
@@ -157,7 +124,6 @@ class ServiceProcess:
         """Calls a route; raises `ServiceError` unless the answer is 200."""
         status, body, seconds = request_json(self.url + route, payload, timeout=timeout)
         if status != 200:
-            raise ServiceError(
-                f"{'POST' if payload is not None else 'GET'} {route} -> {status}: {body}"
-            )
+            method = "POST" if payload is not None else "GET"
+            raise ServiceError(f"{method} {route} -> {status}: {body}")
         return body, seconds

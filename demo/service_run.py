@@ -38,7 +38,7 @@ def exercise_service(run: Any) -> dict[str, Any]:
     direct_cascade = run.backend.classify_cascade(x)
 
     out: dict[str, Any] = {"status": "failed", "queries": int(n), "batch": BATCH}
-    with ServiceProcess(run.paths["model"], run.paths["index"], run.paths["service_log"]) as svc:
+    with ServiceProcess(run.backend, run.paths["index"]) as svc:
         run.progress.log(f"service ready at {svc.url} after {svc.startup_seconds:.1f}s")
         out["url"] = svc.url
         out["startup_seconds"] = round(svc.startup_seconds, 1)
