@@ -98,14 +98,16 @@ def percentiles_ms(seconds: list[float]) -> tuple[float, float]:
 
 
 class Timer:
-    """`with Timer() as t: ...; t.seconds`."""
+    """`with Timer() as t: ...; t.seconds` (wall) and `t.cpu_seconds` (process CPU time)."""
 
     def __enter__(self) -> Timer:
         self._start = time.perf_counter()
+        self._cpu = time.process_time()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.seconds = time.perf_counter() - self._start
+        self.cpu_seconds = time.process_time() - self._cpu
 
 
 def dir_bytes(path: str | os.PathLike) -> int:

@@ -104,8 +104,10 @@ def summarize(run: dict[str, Any], key: str = "qps") -> list[dict[str, Any]]:
                         "peer": "ScaNN build",
                         "peer_config": config_str(ref["config"]),
                         "peer_build_s": ref["build_s"],
+                        "peer_build_cpu_s": ref.get("build_cpu_s", float("nan")),
                         "ar_config": config_str(ar["config"]),
                         "ar_build_s": ar["build_s"],
+                        "ar_build_cpu_s": ar.get("build_cpu_s", float("nan")),
                         "ratio": ref["build_s"] / max(ar["build_s"], 1e-9),
                         "target": TARGETS["build"],
                         "met": ref["build_s"] / max(ar["build_s"], 1e-9) >= TARGETS["build"],
@@ -152,7 +154,13 @@ def render_run(run: dict[str, Any]) -> str:
     cpu = {(c["ar_family"], c["peer"]): c for c in run.get("summary_cpu", [])}
     for s in run["summary"]:
         c = cpu.get((s["ar_family"], s["peer"]))
-        if c is None or c.get("ratio") is None or s["peer"] in ("ScaNN build", "ScaNN memory"):
+        if s["peer"] == "ScaNN build" and s.get("ar_build_cpu_s", 0) > 0:
+            r = s["peer_build_cpu_s"] / s["ar_build_cpu_s"]
+            cpu_cell = (
+                f"{r:.2f}x ({'met' if r >= s['target'] else 'missed'}; "
+                f"{s['ar_build_cpu_s']:.1f} vs {s['peer_build_cpu_s']:.1f} CPU s)"
+            )
+        elif c is None or c.get("ratio") is None or s["peer"] == "ScaNN memory":
             cpu_cell = "-"
         else:
             cpu_cell = (
@@ -224,6 +232,7 @@ def render_run(run: dict[str, Any]) -> str:
             r["p50_ms"],
             r["p99_ms"],
             r["build_s"],
+            r.get("build_cpu_s", float("nan")),
             r["bytes_per_vector"],
             r["mflops"],
             r.get("bytes_touched", float("nan")) / 1e6,
@@ -243,6 +252,7 @@ def render_run(run: dict[str, Any]) -> str:
                 "p50 ms",
                 "p99 ms",
                 "build s",
+                "build CPU s",
                 "bytes/vector",
                 "MFLOPs/query",
                 "MB touched/query (est.)",

@@ -234,6 +234,7 @@ def run_contender(c, ds: rd.Dataset, args) -> list[dict[str, Any]]:
             "p99_ms": p99,
             "latency_n": len(lat),
             "build_s": build_s,
+            "build_cpu_s": getattr(c, "build_cpu_s", float("nan")),
             "bytes_per_vector": bpv,
             "mflops": c.mflops(config),
         }
