@@ -66,7 +66,7 @@ def default_scann_options(count: int, dim: int, shortlist_size: int = 200) -> di
     """ScaNN settings that scale with the corpus size.
 
     Tree partitioning with about `sqrt(count)` spherical leaves (none below 16,000 points),
-    searching 10% of them; asymmetric hashing with 2 dimensions per block and an anisotropic
+    searching 10% of them, trained on 100 points per leaf (at least 50,000); asymmetric hashing with 2 dimensions per block and an anisotropic
     threshold of 0.2; exact float32 reordering of `2 * shortlist_size` candidates.
 
     Args:
@@ -82,7 +82,7 @@ def default_scann_options(count: int, dim: int, shortlist_size: int = 200) -> di
         "num_leaves": num_leaves,
         "num_leaves_to_search": max(1, int(math.ceil(num_leaves * 0.1))),
         "spherical": True,
-        "training_sample_size": int(min(count, 100_000)),
+        "training_sample_size": int(min(count, max(50_000, 100 * num_leaves))),
         "dims_per_block": 2 if dim >= 2 else 1,
         "anisotropic_quantization_threshold": 0.2,
         "hash_type": "lut16",

@@ -7,9 +7,11 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+from mrl_keras.serving import index as index_module
 from mrl_keras.serving.index import (
     AdaptiveIndex,
     IndexIntegrityError,
@@ -194,8 +196,13 @@ def test_killed_build_leaves_previous_index_intact(tmp_path):
     before = json.loads((out / "manifest.json").read_text())
     script = textwrap.dedent(
         f"""
+        import importlib.util
         import numpy as np
-        from mrl_keras.serving.index import build_index
+        # index.py alone (numpy + scann), without the package's TensorFlow-heavy __init__.
+        spec = importlib.util.spec_from_file_location("index", {str(Path(index_module.__file__))!r})
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        build_index = module.build_index
         x = np.random.default_rng(0).standard_normal((400_000, 64)).astype(np.float32)
         build_index({str(out)!r}, x, shortlist_dim=16, model_version=2)
         """
