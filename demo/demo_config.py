@@ -106,7 +106,7 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
         "service_queries": 64,
     },
     ("fashion_mnist", "full"): {"epochs": 2, "ff_epochs": 2, "eval_max_test": 2000},
-    ("cjk", "demo"): {"d": 256, "width": 32, "epochs": 6, "holdout": 4000, "probe_epochs": 3},
+    ("cjk", "demo"): {"d": 256, "epochs": 3, "holdout": 4000, "probe": False},
     ("cjk", "quick"): {
         "epochs": 1,
         "ff_epochs": 1,
@@ -123,8 +123,7 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
         "shortlist_size": 100,
         "service_queries": 64,
     },
-    ("cjk", "full"): {"d": 256, "width": 32, "epochs": 6, "ff_epochs": 6, "holdout": 4000,
-                      "eval_max_test": 2000, "probe_epochs": 3},
+    ("cjk", "full"): {"ff_epochs": 3, "eval_max_test": 2000},
 }  # fmt: skip
 
 

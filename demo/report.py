@@ -27,6 +27,8 @@ SECTIONS = (
     "Comparison with the paper's claims",
     "Stages",
 )
+STAGE_ORDER = ("data", "train", "baselines", "evaluate", "calibrate", "export", "index",
+               "retrieval", "service", "report")  # fmt: skip
 
 
 def _pct(value: Any) -> str:
@@ -291,11 +293,13 @@ def build_blocks(results: dict[str, Any], plots: dict[str, str]) -> list[tuple]:
                [[c["claim"], c["measured"], c["verdict"]] for c in claims]),
     ]  # fmt: skip
     stages = results.get("stages") or {}
+    order = sorted(stages, key=lambda k: (STAGE_ORDER.index(k) if k in STAGE_ORDER else 99, k))
     blocks += [
         ("h", 2, "Stages"),
         _table(["stage", "status", "seconds"],
-               [[k, v["status"], "-" if v["seconds"] is None else f"{v['seconds']:.1f}"]
-                for k, v in stages.items()]),
+               [[k, stages[k]["status"],
+                 "-" if stages[k]["seconds"] is None else f"{stages[k]['seconds']:.1f}"]
+                for k in order]),
     ]  # fmt: skip
     if data:
         blocks.append(("p", f"Dataset `{data['name']}`: {data['num_train']} train, "
@@ -394,14 +398,16 @@ def write_report(results: dict[str, Any], out: str) -> dict[str, str]:
 
     os.makedirs(out, exist_ok=True)
     results["plots"] = write_plots(results, out)
+    # Render from the JSON form, so the markdown is exactly what `report.json` re-renders to.
+    text = json.dumps(results, indent=2, sort_keys=True) + "\n"
+    results = json.loads(text)
     paths = {
         "json": os.path.join(out, "report.json"),
         "markdown": os.path.join(out, "report.md"),
         "html": os.path.join(out, "report.html"),
     }
     with open(paths["json"], "w") as f:
-        json.dump(results, f, indent=2, sort_keys=True)
-        f.write("\n")
+        f.write(text)
     blocks = build_blocks(results, results["plots"])
     with open(paths["markdown"], "w") as f:
         f.write(to_markdown(blocks))
