@@ -69,9 +69,9 @@ def _residual_block(x, filters: int, stride: int, prefix: str):
         shortcut = keras.layers.Conv2D(
             filters, 1, strides=stride, use_bias=False, name=f"{prefix}_proj"
         )(shortcut)
-        shortcut = keras.layers.BatchNormalization(momentum=0.9, synchronized=True, name=f"{prefix}_proj_bn")(
-            shortcut
-        )
+        shortcut = keras.layers.BatchNormalization(
+            momentum=0.9, synchronized=True, name=f"{prefix}_proj_bn"
+        )(shortcut)
     y = keras.layers.Add(name=f"{prefix}_add")([shortcut, y])
     return keras.layers.ReLU(name=f"{prefix}_out")(y)
 

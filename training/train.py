@@ -4,6 +4,7 @@ the run directory described in docs/INTERFACES.md."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -94,6 +95,40 @@ def _init_from(model: keras.Model, path: str, input_shape) -> int:
     if not copied:
         raise ValueError(f"--init-from {path}: no layer matches the new model by name and shape.")
     return copied
+
+
+@contextlib.contextmanager
+def _multi_worker_workarounds(model: keras.Model, strategy, data: DataSplits):
+    """Works around two Keras 3 bugs with MultiWorkerMirroredStrategy (keras-team/keras#20585).
+
+    1. fit/evaluate build the model from the first batch by `strategy.reduce`-ing it across
+       workers in eager mode, which fails ("Attempt to convert a value (PerReplica...)"): build
+       model, loss, metrics and optimizer here from one local batch and skip that step.
+    2. The step's scalar logs are reduced with `strategy.reduce("MEAN", v, axis=0)`, which
+       fails on scalars: reduce them locally instead. Gradients are still all-reduced across
+       workers by the optimizer; only the *logged* loss and metrics are this worker's own.
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        yield
+        return
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    x, y = next(iter(data.train.batch(2)))
+    with strategy.scope():
+        model._symbolic_build(data_batch=(x, y))
+    model._maybe_symbolic_build = lambda *args, **kwargs: None
+    original = tf_trainer._collective_all_reduce_multi_worker
+    tf_trainer._collective_all_reduce_multi_worker = lambda strategy: False
+    try:
+        yield
+    finally:
+        tf_trainer._collective_all_reduce_multi_worker = original
+
+
+def _strategy_name(strategy) -> str:
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "MultiWorkerMirroredStrategy"
+    return type(strategy).__name__.lstrip("_")
 
 
 class _EpochProgress(keras.callbacks.Callback):
@@ -190,6 +225,9 @@ def _train_one(
             done = json.load(f).get("epoch", 0)
         _log(f"{label}: resuming from backup at epoch {done + 1}/{epochs}")
     callbacks = [
+        # Progress and history first: a run killed right after its backup has logged the epoch.
+        _EpochProgress(label, epochs),
+        keras.callbacks.CSVLogger(os.path.join(work_dir, "history.csv"), append=True),
         keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(os.path.join(work_dir, "checkpoints", "last.keras")),
         keras.callbacks.ModelCheckpoint(
@@ -197,9 +235,7 @@ def _train_one(
             monitor=monitor,
             save_best_only=True,
         ),
-        keras.callbacks.CSVLogger(os.path.join(work_dir, "history.csv"), append=True),
         keras.callbacks.TensorBoard(os.path.join(work_dir, "tensorboard"), write_graph=False),
-        _EpochProgress(label, epochs),
     ]
     verbose = config.verbose
     if verbose == "auto":
@@ -207,21 +243,22 @@ def _train_one(
     _log(
         f"{label}: {mode} {config.backbone} dims={list(head_dims)} on {data.name} "
         f"({data.num_train} train, {data.num_classes} classes), {epochs} epochs x {steps} steps, "
-        f"global batch {batch} over {replicas} replica(s) ({type(strategy).__name__})"
+        f"global batch {batch} over {replicas} replica(s) ({_strategy_name(strategy)})"
     )
     start = time.time()
-    model.fit(
-        train_ds,
-        epochs=epochs,
-        steps_per_epoch=steps,
-        validation_data=val_ds,
-        callbacks=callbacks,
-        verbose=verbose,
-        shuffle=False,
-    )
-    seconds = time.time() - start
     test_ds = make_pipeline(data.test, batch, num_replicas=replicas)
-    results = model.evaluate(test_ds, verbose=0, return_dict=True)
+    with _multi_worker_workarounds(model, strategy, data):
+        model.fit(
+            train_ds,
+            epochs=epochs,
+            steps_per_epoch=steps,
+            validation_data=val_ds,
+            callbacks=callbacks,
+            verbose=verbose,
+            shuffle=False,
+        )
+        seconds = time.time() - start
+        results = model.evaluate(test_ds, verbose=0, return_dict=True)
     accuracy = {str(m): float(results[f"accuracy@{m}"]) for m in head_dims}
     summary = {
         "mode": mode,
@@ -238,6 +275,10 @@ def _train_one(
         _atomic_json(os.path.join(run_dir, "summary.json"), summary)
     else:
         shutil.rmtree(work_dir, ignore_errors=True)
+        try:
+            os.rmdir(os.path.dirname(work_dir))  # .workers, once every worker's is gone
+        except OSError:
+            pass
     return summary
 
 

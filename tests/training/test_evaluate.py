@@ -3,30 +3,29 @@ import json
 import keras
 import numpy as np
 import pytest
-
-from mrl_keras.training import TrainConfig, evaluate, train
+from mrl_keras.training import evaluate
 from mrl_keras.training import metrics as M
 from mrl_keras.training.data import to_numpy
 from mrl_keras.training.evaluate import all_dims
 
-from training_helpers import TINY
-
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, fashion_small):
-    root = tmp_path_factory.mktemp("eval")
-    mrl = train(TrainConfig(out=str(root / "mrl"), epochs=1, steps_per_epoch=6, verbose=0,
-                            **TINY), data=fashion_small)
-    ff = train(TrainConfig(out=str(root / "ff"), mode="ff", epochs=1, steps_per_epoch=3,
-                           verbose=0, **TINY), data=fashion_small)
-    return root, mrl, ff
+def runs(tmp_path_factory, mrl_run, ff_run):
+    return tmp_path_factory.mktemp("eval"), mrl_run, ff_run
 
 
 def test_evaluate_matches_numpy_and_writes_outputs(runs, fashion_small):
-    root, mrl, _ = runs
+    root, mrl, ff = runs
+    mrl_run_dir, ff_run_dir = mrl["run_dir"], ff["run_dir"]
     out = root / "evaluation"
-    result = evaluate({"MRL": str(root / "mrl")}, ff=str(root / "ff"), data=fashion_small,
-                      probe_epochs=2, ks=(10, 25), out=str(out))
+    result = evaluate(
+        {"MRL": mrl_run_dir},
+        ff=ff_run_dir,
+        data=fashion_small,
+        probe_epochs=2,
+        ks=(10, 25),
+        out=str(out),
+    )
     methods = {(r["method"], r["dim"]) for r in result["rows"]}
     assert methods == {(n, m) for n in ("MRL", "FF", "SVD", "Random") for m in (8, 16)}
     # 1-NN of MRL at m=8 recomputed by hand with NumPy from the embedding layer
@@ -51,8 +50,9 @@ def test_evaluate_matches_numpy_and_writes_outputs(runs, fashion_small):
 
 
 def test_baselines_reproducible_from_seed(runs, fashion_small):
-    root, _, _ = runs
-    kwargs = dict(ff=str(root / "ff"), data=fashion_small, probe=False, ks=(10,), seed=3)
+    _, _, ff = runs
+    ff_run_dir = ff["run_dir"]
+    kwargs = dict(ff=ff_run_dir, data=fashion_small, probe=False, ks=(10,), seed=3)
     a = evaluate(None, **kwargs)
     b = evaluate(None, **kwargs)
     pick = [r for r in a["rows"] if r["method"] in ("SVD", "Random")]
@@ -61,9 +61,16 @@ def test_baselines_reproducible_from_seed(runs, fashion_small):
 
 def test_all_dims_and_errors(runs, fashion_small):
     assert all_dims(64, 8) == [8, 12, 16, 24, 32, 48, 64]
-    root, _, _ = runs
-    result = evaluate({"MRL": str(root / "mrl")}, data=fashion_small, all_dims_=True,
-                      probe=False, baselines=(), ks=(10,))
+    root, mrl, _ = runs
+    mrl_run_dir = mrl["run_dir"]
+    result = evaluate(
+        {"MRL": mrl_run_dir},
+        data=fashion_small,
+        all_dims_=True,
+        probe=False,
+        baselines=(),
+        ks=(10,),
+    )
     assert sorted({r["dim"] for r in result["rows"]}) == [8, 12, 16]
     with pytest.raises(ValueError, match="Model not found"):
         evaluate({"MRL": str(root / "nope")}, data=fashion_small)
@@ -71,7 +78,7 @@ def test_all_dims_and_errors(runs, fashion_small):
 
     wrong = load_data("fashion_mnist", holdout=8, max_train=32, max_test=16, image_size=32)
     with pytest.raises(ValueError, match="expects inputs"):
-        evaluate({"MRL": str(root / "mrl")}, data=wrong, probe=False)
+        evaluate({"MRL": mrl_run_dir}, data=wrong, probe=False)
     with pytest.raises(ValueError, match="Nothing to evaluate"):
         evaluate(None, data=fashion_small)
     assert M.exact_search_flops(8, 10) == 80

@@ -1,72 +1,111 @@
 import json
-import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
-
 from mrl_keras.training import TrainConfig, train
-
 from training_helpers import REPO, TINY, mrl_command, subprocess_env
 
 
-def test_mrl_run_directory_layout(tmp_path, fashion_small):
-    out = tmp_path / "run"
-    summary = train(TrainConfig(out=str(out), epochs=1, steps_per_epoch=3, verbose=0, **TINY),
-                    data=fashion_small)
-    for name in ("config.json", "model.keras", "checkpoints/last.keras", "checkpoints/best.keras",
-                 "history.csv", "summary.json", "holdout.npz", "backup", "tensorboard"):
+def test_mrl_run_directory_layout(mrl_run, fashion_small):
+    out = Path(mrl_run["run_dir"])
+    summary = mrl_run
+    for name in (
+        "config.json",
+        "model.keras",
+        "checkpoints/last.keras",
+        "checkpoints/best.keras",
+        "history.csv",
+        "summary.json",
+        "holdout.npz",
+        "backup",
+        "tensorboard",
+    ):
         assert (out / name).exists(), name
     saved = json.loads((out / "summary.json").read_text())
     assert saved["nesting_dims"] == [8, 16] and set(saved["accuracy"]) == {"8", "16"}
-    assert summary["steps"] == 3
+    assert summary["steps"] == 6
     holdout = np.load(out / "holdout.npz")
     assert holdout["x"].shape == (128, 28, 28, 1) and holdout["y"].shape == (128,)
     model = keras.saving.load_model(str(out / "model.keras"))
     assert model.get_layer("matryoshka_head").nesting_dims == (8, 16)
-    # same dir, different run: refused; --fresh starts over
+    # same dir, different run: refused
     with pytest.raises(ValueError, match="different config.*--fresh"):
-        train(TrainConfig(out=str(out), epochs=2, steps_per_epoch=3, verbose=0, **TINY),
-              data=fashion_small)
-    fresh = train(TrainConfig(out=str(out), epochs=2, steps_per_epoch=3, verbose=0, fresh=True,
-                              **TINY), data=fashion_small)
-    assert fresh["steps"] == 6
+        train(
+            TrainConfig(out=str(out), epochs=2, steps_per_epoch=3, verbose=0, **TINY),
+            data=fashion_small,
+        )
 
 
-def test_ff_one_model_per_dim_with_that_width(tmp_path, fashion_small):
-    out = tmp_path / "ff"
-    summary = train(TrainConfig(out=str(out), mode="ff", dims=(4, 8), epochs=1,
-                                steps_per_epoch=2, verbose=0, **TINY), data=fashion_small)
-    assert sorted(summary["runs"]) == ["4", "8"]
-    for m in (4, 8):
+def test_fresh_starts_over(tmp_path, fashion_small):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({"epochs": 7}))
+    (out / "backup").mkdir()
+    (out / "backup" / "training_metadata.json").write_text('{"epoch": 5, "batch": 0}')
+    fresh = train(
+        TrainConfig(out=str(out), epochs=1, steps_per_epoch=2, verbose=0, fresh=True, **TINY),
+        data=fashion_small,
+    )
+    assert fresh["steps"] == 2
+    assert json.loads((out / "config.json").read_text())["epochs"] == 1
+
+
+def test_ff_one_model_per_dim_with_that_width(ff_run):
+    out = Path(ff_run["run_dir"])
+    assert sorted(ff_run["runs"], key=int) == ["8", "16"]
+    for m in (8, 16):
         model = keras.saving.load_model(str(out / f"ff_{m}" / "model.keras"))
         assert model.get_layer("embedding").output.shape == (None, m)
         assert model.get_layer("matryoshka_head").nesting_dims == (m,)
         assert (out / f"ff_{m}" / "summary.json").exists()
 
 
-def test_init_from_with_trainable_layers_keeps_frozen_weights(tmp_path, fashion_small):
-    base = train(TrainConfig(out=str(tmp_path / "base"), epochs=1, steps_per_epoch=2, verbose=0,
-                             **TINY), data=fashion_small)
+def test_init_from_with_trainable_layers_keeps_frozen_weights(tmp_path, fashion_small, mrl_run):
+    base = mrl_run
     source = keras.saving.load_model(base["model"], compile=False)
-    tuned = train(TrainConfig(out=str(tmp_path / "tuned"), mode="mrl-e", epochs=1,
-                              steps_per_epoch=2, verbose=0, init_from=base["model"],
-                              trainable_layers=2, **TINY), data=fashion_small)
+    tuned = train(
+        TrainConfig(
+            out=str(tmp_path / "tuned"),
+            mode="mrl-e",
+            epochs=1,
+            steps_per_epoch=2,
+            verbose=0,
+            init_from=base["model"],
+            trainable_layers=2,
+            **TINY,
+        ),
+        data=fashion_small,
+    )
     model = keras.saving.load_model(tuned["model"], compile=False)
-    np.testing.assert_array_equal(model.get_layer("stem_conv").get_weights()[0],
-                                  source.get_layer("stem_conv").get_weights()[0])
-    assert not np.array_equal(model.get_layer("expand_conv").get_weights()[0],
-                              source.get_layer("expand_conv").get_weights()[0])
+    np.testing.assert_array_equal(
+        model.get_layer("stem_conv").get_weights()[0],
+        source.get_layer("stem_conv").get_weights()[0],
+    )
+    assert not np.array_equal(
+        model.get_layer("expand_conv").get_weights()[0],
+        source.get_layer("expand_conv").get_weights()[0],
+    )
     with pytest.raises(ValueError, match="--trainable-layers needs --init-from"):
         TrainConfig(trainable_layers=2)
 
 
 def test_mixed_precision_keeps_logits_and_loss_float32(tmp_path, fashion_small):
-    summary = train(TrainConfig(out=str(tmp_path / "mp"), epochs=1, steps_per_epoch=2, verbose=0,
-                                mixed_precision=True, **TINY), data=fashion_small)
+    summary = train(
+        TrainConfig(
+            out=str(tmp_path / "mp"),
+            epochs=1,
+            steps_per_epoch=2,
+            verbose=0,
+            mixed_precision=True,
+            **TINY,
+        ),
+        data=fashion_small,
+    )
     model = keras.saving.load_model(summary["model"], compile=False)
     assert model.get_layer("stem_conv").dtype_policy.name == "mixed_bfloat16"
     assert model.get_layer("matryoshka_head").dtype_policy.name == "float32"
@@ -77,12 +116,40 @@ def test_mixed_precision_keeps_logits_and_loss_float32(tmp_path, fashion_small):
 
 def test_kill_after_epoch_one_and_resume(tmp_path):
     out = tmp_path / "run"
-    args = ["train", "--out", str(out), "--max-train", "1024", "--max-test", "64", "--holdout",
-            "64", "--d", "16", "--width", "4", "--stem-stride", "2", "--batch-size", "16",
-            "--epochs", "3", "--steps-per-epoch", "48", "--verbose", "0"]
+    args = [
+        "train",
+        "--out",
+        str(out),
+        "--max-train",
+        "512",
+        "--max-test",
+        "64",
+        "--holdout",
+        "64",
+        "--d",
+        "16",
+        "--width",
+        "4",
+        "--stem-stride",
+        "2",
+        "--batch-size",
+        "16",
+        "--epochs",
+        "3",
+        "--steps-per-epoch",
+        "24",
+        "--verbose",
+        "0",
+    ]
     meta = out / "backup" / "training_metadata.json"
-    proc = subprocess.Popen(mrl_command(*args), cwd=REPO, env=subprocess_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        mrl_command(*args),
+        cwd=REPO,
+        env=subprocess_env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.time() + 180
     while time.time() < deadline and proc.poll() is None:
         if meta.exists():
@@ -99,13 +166,19 @@ def test_kill_after_epoch_one_and_resume(tmp_path):
     assert not (out / "model.keras").exists()
     assert "epoch 1/3" in first and "epoch 3/3" not in first
 
-    again = subprocess.run(mrl_command(*args), cwd=REPO, env=subprocess_env(), text=True,
-                           capture_output=True, timeout=240)
+    again = subprocess.run(
+        mrl_command(*args),
+        cwd=REPO,
+        env=subprocess_env(),
+        text=True,
+        capture_output=True,
+        timeout=240,
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     log = again.stdout
     assert "resuming from backup at epoch 2/3" in log
     assert "epoch 1/3" not in log and "epoch 2/3" in log and "epoch 3/3" in log
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["steps"] == 3 * 48  # the same total steps as an uninterrupted run
+    assert summary["steps"] == 3 * 24  # the same total steps as an uninterrupted run
     rows = (out / "history.csv").read_text().strip().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2"]

@@ -1,5 +1,4 @@
 import pytest
-
 from mrl_keras.training.cli import evaluate_main, train_main
 
 
@@ -14,8 +13,20 @@ def test_train_bad_flags_and_shape(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         train_main(["--mode", "slimmable"])
     assert e.value.code == 2
-    rc = train_main(["--backbone", "resnet50", "--out", str(tmp_path / "r"), "--max-train", "8",
-                     "--max-test", "8", "--holdout", "4"])
+    rc = train_main(
+        [
+            "--backbone",
+            "resnet50",
+            "--out",
+            str(tmp_path / "r"),
+            "--max-train",
+            "8",
+            "--max-test",
+            "8",
+            "--holdout",
+            "4",
+        ]
+    )
     assert rc == 2 and "at least 32x32" in capsys.readouterr().err
 
 

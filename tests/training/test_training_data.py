@@ -3,7 +3,6 @@ import struct
 
 import numpy as np
 import pytest
-
 from mrl_keras.training import data as D
 
 
@@ -42,14 +41,32 @@ def test_fashion_mnist_offline_and_holdout(fashion_small):
 
 
 def test_pipeline_batches_by_global_batch_and_is_seeded(fashion_small):
-    ds = D.make_pipeline(fashion_small.train, 64, num_replicas=2, shuffle=True, seed=1,
-                         drop_remainder=True, augment="shift", input_shape=(28, 28, 1))
+    ds = D.make_pipeline(
+        fashion_small.train,
+        64,
+        num_replicas=2,
+        shuffle=True,
+        seed=1,
+        drop_remainder=True,
+        augment="shift",
+        input_shape=(28, 28, 1),
+    )
     batches = list(ds.take(3).as_numpy_iterator())
     assert all(b[0].shape == (64, 28, 28, 1) for b in batches)
-    again = list(D.make_pipeline(fashion_small.train, 64, num_replicas=2, shuffle=True, seed=1,
-                                 drop_remainder=True).take(1).as_numpy_iterator())
-    first = list(D.make_pipeline(fashion_small.train, 64, num_replicas=2, shuffle=True, seed=1,
-                                 drop_remainder=True).take(1).as_numpy_iterator())
+    again = list(
+        D.make_pipeline(
+            fashion_small.train, 64, num_replicas=2, shuffle=True, seed=1, drop_remainder=True
+        )
+        .take(1)
+        .as_numpy_iterator()
+    )
+    first = list(
+        D.make_pipeline(
+            fashion_small.train, 64, num_replicas=2, shuffle=True, seed=1, drop_remainder=True
+        )
+        .take(1)
+        .as_numpy_iterator()
+    )
     np.testing.assert_array_equal(again[0][1], first[0][1])
     with pytest.raises(ValueError, match="multiple of the 3 replicas"):
         D.make_pipeline(fashion_small.train, 64, num_replicas=3)
@@ -58,15 +75,20 @@ def test_pipeline_batches_by_global_batch_and_is_seeded(fashion_small):
 
 
 def test_resize_and_rgb():
-    splits = D.load_data("fashion_mnist", holdout=8, max_train=16, max_test=8, image_size=32,
-                         channels=3)
+    splits = D.load_data(
+        "fashion_mnist", holdout=8, max_train=16, max_test=8, image_size=32, channels=3
+    )
     x, _ = D.to_numpy(splits.test)
     assert splits.input_shape == (32, 32, 3) and x.shape == (8, 32, 32, 3)
 
 
 def test_cjk_through_load_data(tmp_path):
-    splits = D.load_data("cjk", data_dir=str(tmp_path), holdout=0.25, cjk=dict(
-        num_classes=12, image_size=16, train_per_class=4, test_per_class=2, fonts="small"))
+    splits = D.load_data(
+        "cjk",
+        data_dir=str(tmp_path),
+        holdout=0.25,
+        cjk=dict(num_classes=12, image_size=16, train_per_class=4, test_per_class=2, fonts="small"),
+    )
     assert splits.num_classes == 12 and splits.input_shape == (16, 16, 1)
     assert (splits.num_train, splits.num_holdout, splits.num_test) == (36, 12, 24)
     assert len(splits.class_names) == 12

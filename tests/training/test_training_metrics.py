@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from mrl_keras.training import metrics as M
 
 
@@ -62,8 +61,12 @@ def test_linear_probe_learns_separable_classes_deterministically():
     assert a == b
     assert a > 0.95
     # a probe on noise stays near chance
-    assert M.linear_probe(rng.normal(size=(400, 8)), y_tr, rng.normal(size=(200, 8)), y_te, 5,
-                          epochs=5) < 0.4
+    assert (
+        M.linear_probe(
+            rng.normal(size=(400, 8)), y_tr, rng.normal(size=(200, 8)), y_te, 5, epochs=5
+        )
+        < 0.4
+    )
 
 
 def test_svd_basis_matches_numpy_svd():

@@ -12,8 +12,14 @@ TINY = dict(backbone="small_resnet", d=16, width=4, stem_stride=2, batch_size=32
 
 def subprocess_env(**extra):
     env = dict(os.environ)
-    env.update({"TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow",
-                "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": ""})
+    env.update(
+        {
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            "KERAS_BACKEND": "tensorflow",
+            "PYTHONUNBUFFERED": "1",
+            "CUDA_VISIBLE_DEVICES": "",
+        }
+    )
     env.pop("TF_CONFIG", None)
     env.update(extra)
     return env
@@ -22,8 +28,12 @@ def subprocess_env(**extra):
 def run_python(code, timeout=240, **env):
     """Runs `code` in a fresh interpreter (for logical devices or TF_CONFIG) and returns it."""
     return subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, env=subprocess_env(**env), capture_output=True,
-        text=True, timeout=timeout,
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=subprocess_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
