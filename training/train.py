@@ -5,6 +5,7 @@ the run directory described in docs/INTERFACES.md."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -357,11 +358,17 @@ def train(
         runs = {}
         for m in dims:
             keras.utils.set_random_seed(config.seed)
+            sub_dir = os.path.join(run_dir, f"ff_{m}")
+            if chief:
+                os.makedirs(sub_dir, exist_ok=True)
+                width = m if config.backbone != "resnet50" else config.d
+                sub = dataclasses.replace(config, out=sub_dir, dims=(m,), d=width, fresh=False)
+                _atomic_json(os.path.join(sub_dir, "config.json"), sub.to_dict())
             runs[str(m)] = _train_one(
                 config,
                 data,
                 strategy,
-                os.path.join(run_dir, f"ff_{m}"),
+                sub_dir,
                 "ff",
                 (m,),
                 config.ff_epochs or config.epochs,

@@ -63,6 +63,8 @@ def test_ff_one_model_per_dim_with_that_width(ff_run):
         assert model.get_layer("embedding").output.shape == (None, m)
         assert model.get_layer("matryoshka_head").nesting_dims == (m,)
         assert (out / f"ff_{m}" / "summary.json").exists()
+        sub = json.loads((out / f"ff_{m}" / "config.json").read_text())
+        assert sub["mode"] == "ff" and sub["dims"] == [m]
 
 
 def test_init_from_with_trainable_layers_keeps_frozen_weights(tmp_path, fashion_small, mrl_run):
