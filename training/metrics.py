@@ -1,5 +1,8 @@
-"""Representation metrics in NumPy: chunked exact cosine k-NN, 1-NN top-1, mAP@k and P@k with
-class relevance, a softmax linear probe, and the SVD / random-feature baselines (section 4.2)."""
+"""Representation metrics: chunked exact cosine k-NN, 1-NN top-1, mAP@k and P@k with class
+relevance, a softmax linear probe, and the SVD / random-feature baselines (section 4.2).
+
+NumPy throughout, except the k-NN's top-k selection, which uses `tf.math.top_k` (multi-threaded,
+ties to the lower index) on each chunk of the similarity matrix."""
 
 from __future__ import annotations
 
@@ -40,18 +43,14 @@ def knn(
     n = database.shape[0]
     if not 1 <= k <= n:
         raise ValueError(f"Expected 1 <= k <= {n} (the database size). Received: k={k}")
+    import tensorflow as tf  # top_k is multi-threaded and keeps the lower index first on ties
+
     indices = np.empty((queries.shape[0], k), dtype=np.int64)
     sims = np.empty((queries.shape[0], k), dtype=np.float32)
     for start in range(0, queries.shape[0], chunk_size):
-        s = queries[start : start + chunk_size] @ database.T
-        if k < n:
-            part = np.argpartition(-s, k - 1, axis=1)[:, :k]
-        else:
-            part = np.tile(np.arange(n), (s.shape[0], 1))
-        part_s = np.take_along_axis(s, part, axis=1)
-        order = np.lexsort((part, -part_s), axis=1)
-        indices[start : start + chunk_size] = np.take_along_axis(part, order, axis=1)
-        sims[start : start + chunk_size] = np.take_along_axis(part_s, order, axis=1)
+        values, idx = tf.math.top_k(queries[start : start + chunk_size] @ database.T, k=k)
+        indices[start : start + chunk_size] = idx.numpy()
+        sims[start : start + chunk_size] = values.numpy()
     return indices, sims
 
 

@@ -36,6 +36,7 @@ def _atomic_json(path: str, payload: Any) -> None:
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
     with os.fdopen(fd, "w") as f:
         json.dump(payload, f, indent=2)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 
