@@ -25,8 +25,8 @@ class DemoConfig:
         max_train: train subset (after the holdout). holdout: holdout examples (calibration).
         max_test: test subset (queries of every evaluation).
         eval_max_test: test queries of the per-prefix evaluation (1-NN, mAP@k, probe) and of
-            the retrieval measurements (the first ones of the test split); None = all. The
-            cascade is measured on the whole test split.
+            of the cascade and retrieval measurements (the first ones of the test split);
+            None = all.
         probe: run the linear probe. probe_epochs: its epochs.
         shortlist_dim: `D_s` of the demo's index. shortlist_size: `K`.
         service_queries: test images sent to the service (search and classify).
@@ -106,7 +106,7 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
         "service_queries": 64,
     },
     ("fashion_mnist", "full"): {"epochs": 2, "ff_epochs": 2, "eval_max_test": 2000},
-    ("cjk", "demo"): {"d": 256, "epochs": 3, "holdout": 4000, "probe": False},
+    ("cjk", "demo"): {"d": 256, "epochs": 2, "holdout": 4000, "probe": False},
     ("cjk", "quick"): {
         "epochs": 1,
         "ff_epochs": 1,
@@ -123,7 +123,7 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
         "shortlist_size": 100,
         "service_queries": 64,
     },
-    ("cjk", "full"): {"ff_epochs": 3, "eval_max_test": 2000},
+    ("cjk", "full"): {"ff_epochs": 2, "eval_max_test": 2000},
 }  # fmt: skip
 
 

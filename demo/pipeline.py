@@ -227,8 +227,11 @@ class DemoRun:
         with np.load(os.path.join(run_dir, "holdout.npz")) as holdout:
             self.x_hold, self.y_hold = holdout["x"], holdout["y"].astype(np.int64)
         hold_probs = head_probabilities(self.model, self.x_hold)
-        self.test_probs = head_probabilities(self.model, self.x_test)
-        curve = cascade_curve(hold_probs, self.y_hold, self.test_probs, self.y_test, self.dims)
+        # The queries of the evaluation stage, so the cascade and the FF heads share test images.
+        q = self.config.eval_max_test or len(self.x_test)
+        self.x_q, self.y_q = self.x_test[:q], self.y_test[:q]
+        self.test_probs = head_probabilities(self.model, self.x_q)
+        curve = cascade_curve(hold_probs, self.y_hold, self.test_probs, self.y_q, self.dims)
         self.results["cascade"] = {"holdout_size": int(len(self.y_hold)), **curve}
 
     def stage_export(self) -> None:
@@ -247,8 +250,8 @@ class DemoRun:
         self.progress.log(f"exported version {exported.version} to {exported.path}")
         calibration = exported.calibration.to_dict()
         self.backend = LocalModel(self.paths["model"])
-        classes, dims_used = _cascade(self.backend, self.x_test)
-        reference = cascade_on(self.test_probs, self.y_test, calibration["thresholds"], self.dims)
+        classes, dims_used = _cascade(self.backend, self.x_q)
+        reference = cascade_on(self.test_probs, self.y_q, calibration["thresholds"], self.dims)
         self.results["cascade"]["calibration"] = {
             k: calibration[k]
             for k in ("thresholds", "expected_dim", "accuracy", "full_dim_accuracy",

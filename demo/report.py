@@ -205,7 +205,8 @@ def build_blocks(results: dict[str, Any], plots: dict[str, str]) -> list[tuple]:
     test = cascade.get("test") or {}
     text = (
         f"Thresholds on the max softmax of each prefix's head, learnt on {cascade.get('holdout_size', '-')} "
-        "holdout images (`calibrate_cascade`), applied to the test set. The exported "
+        "holdout images (`calibrate_cascade`), applied to "
+        f"{test.get('num_test', '-')} test images (the evaluation's queries). The exported "
         "`classify_cascade` uses the thresholds calibrated for full-dim accuracy minus 0.5 "
         "points on the holdout; the curve sweeps expected-dimension budgets."
     )
