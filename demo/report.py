@@ -137,6 +137,11 @@ def _pivot(results, data: dict[str, list[tuple[int, float]]]) -> tuple:
     )
 
 
+def _baseline_source(results: dict[str, Any]) -> str:
+    sources = {r["source"] for r in F.rows(results) if r.get("source")}
+    return ", ".join(sorted(sources)) or "-"
+
+
 def _figure(key: str, plots: dict[str, str], text: str, table: tuple | None) -> list[tuple]:
     file, title = F.FIGURES[key]
     blocks: list[tuple] = [("h", 2, title), ("p", text)]
@@ -184,7 +189,7 @@ def build_blocks(results: dict[str, Any], plots: dict[str, str]) -> list[tuple]:
         "fig2", plots,
         "Top-1 vs representation size: the models' own linear heads for MRL, MRL-E and FF (as "
         "in the paper), a linear probe on frozen features for SVD and random features of the "
-        "full-width model. Values in %.",
+        f"full-width embedding of {_baseline_source(results)}. Values in %.",
         _pivot(results, F.top1_series(results)),
     )  # fmt: skip
     blocks += _figure(
