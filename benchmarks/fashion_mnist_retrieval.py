@@ -20,9 +20,11 @@ Prints a Markdown table (paste into benchmarks/RESULTS.md).
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -129,6 +131,7 @@ def fashion_mnist(args):
         }
     ]
     work = tempfile.mkdtemp(prefix="mrl-bench-")
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
     retrievers = {}
     for dim in sorted({d, args.shortlist_dim}):
         out = os.path.join(work, f"index_{dim}")

@@ -6,8 +6,10 @@ An MLP (784 -> 256 -> z of d = 64) with a MatryoshkaHead over (8, 16, 32, 64), t
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -63,7 +65,9 @@ def exported_base_path() -> str:
     """The trained model exported (version 1) with mrl_keras.export; a base path."""
     from mrl_keras.export import export_saved_model
 
-    base = os.path.join(tempfile.mkdtemp(prefix="mrl-fm-"), "fashion_mnist")
+    root = tempfile.mkdtemp(prefix="mrl-fm-")
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    base = os.path.join(root, "fashion_mnist")
     export_saved_model(
         trained_model(),
         base,
