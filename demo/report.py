@@ -359,7 +359,12 @@ def to_html(blocks: list[tuple], image_dir: str) -> str:
         elif kind == "p":
             body.append(f"<p>{_inline(block[1])}</p>")
         elif kind == "list":
-            items = "".join(f"<li>{_inline(line)}</li>" for line in block[1])
+            items = "".join(
+                f"<li><code>{html.escape(line)}</code></li>"
+                if line.startswith("  ")
+                else f"<li>{_inline(line)}</li>"
+                for line in block[1]
+            )
             body.append(f"<ul>{items}</ul>")
         elif kind == "table":
             head = "".join(f"<th>{_inline(h)}</th>" for h in block[1])
@@ -379,7 +384,7 @@ def to_html(blocks: list[tuple], image_dir: str) -> str:
     style = (
         "body{font-family:sans-serif;max-width:1000px;margin:2em auto;line-height:1.4}"
         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
-        "padding:3px 8px;text-align:right}th{background:#f3f3f3}code{background:#f3f3f3}"
+        "padding:3px 8px;text-align:right}th{background:#f3f3f3}code{background:#f3f3f3;white-space:pre}"
         "img{max-width:100%}"
     )
     return (
