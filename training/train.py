@@ -331,12 +331,11 @@ def train(
                 f"{run_dir} holds a run with a different config (changed: {', '.join(changed)}). "
                 "Pass --fresh to start over or choose another --out."
             )
+    keras.utils.set_random_seed(config.seed)
+    data = data or load_splits(config)  # before writing anything: bad data leaves no run dir
     os.makedirs(run_dir, exist_ok=True)
     if chief:
         _atomic_json(config_path, config.to_dict())
-
-    keras.utils.set_random_seed(config.seed)
-    data = data or load_splits(config)
     if (
         chief
         and data.holdout is not None

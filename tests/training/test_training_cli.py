@@ -7,6 +7,7 @@ def test_train_unknown_dataset_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1
     assert "Unknown dataset 'no_such_dataset_xyz'" in err
+    assert not (tmp_path / "r").exists()  # nothing written for a run that cannot start
 
 
 def test_train_bad_flags_and_shape(tmp_path, capsys):
