@@ -41,7 +41,22 @@ def exact_topk(db: np.ndarray, queries: np.ndarray, k: int = K, chunk: int = 655
     return np.take_along_axis(best_i, order, 1)
 
 
-class Exact:
+class _Base:
+    """Threads used to build an index (`build_threads`) may differ from those searching it."""
+
+    threads = 1
+    _build_threads: int | None = None
+
+    @property
+    def build_threads(self) -> int:
+        return self._build_threads or self.threads
+
+    @build_threads.setter
+    def build_threads(self, value: int | None) -> None:
+        self._build_threads = value
+
+
+class Exact(_Base):
     """Brute force at full d: NumPy float32 GEMM over the whole database (OpenBLAS)."""
 
     name = "exact (NumPy BLAS)"
@@ -86,7 +101,7 @@ def _scann_search(searcher, queries: np.ndarray, threads: int, **kwargs) -> np.n
     return np.asarray(ids, dtype=np.int64)
 
 
-class ScannFull:
+class ScannFull(_Base):
     """Single-shot ScaNN at full d: tree + asymmetric hashing + exact float32 reordering.
 
     The grid is `num_leaves` (build) x `leaves_to_search` x `pre_reorder_num_neighbors`.
@@ -117,7 +132,7 @@ class ScannFull:
                     training_sample_size=min(n, 100_000),
                 )
                 .reorder(200)
-                .set_n_training_threads(self.threads)
+                .set_n_training_threads(self.build_threads)
                 .build()
             )
         self.searcher.set_num_threads(self.threads)
@@ -176,7 +191,7 @@ def _serialized_scann_bytes(searcher, work_dir: Path) -> int:
         shutil.rmtree(path, ignore_errors=True)
 
 
-class FaissHnsw:
+class FaissHnsw(_Base):
     """FAISS `IndexHNSWFlat` (M = 32, efConstruction 40) at full d, inner product; efSearch swept."""
 
     name = "FAISS HNSW (full d, M=32)"
@@ -190,7 +205,7 @@ class FaissHnsw:
 
     def build(self) -> float:
         faiss = self.faiss
-        faiss.omp_set_num_threads(self.threads)
+        faiss.omp_set_num_threads(self.build_threads)
         n, d = self.db.shape
         with Timer() as t:
             self.index = faiss.IndexHNSWFlat(d, self.m, faiss.METRIC_INNER_PRODUCT)
@@ -253,7 +268,7 @@ def funnel_for(d_s: int, d: int, shortlist: int = 200, k: int = K) -> list[tuple
     return stages
 
 
-class OurAdaptive:
+class OurAdaptive(_Base):
     """`mrl_keras.serving` AdaptiveRetriever over a `build_index` directory (one per D_s).
 
     The store keeps `z[:D_r]` with D_r = d; the grid sweeps the shortlist size K and the rerank
@@ -291,7 +306,7 @@ class OurAdaptive:
                 shortlist_dim=self.shortlist_dim,
                 store_dtype=self.store_dtype,
                 model_name="benchmark",
-                scann_options={"training_threads": self.threads},
+                scann_options={"training_threads": self.build_threads},
             )
         index = AdaptiveIndex.load(self.path, verify=False)
         index.searcher.set_num_threads(self.threads)
@@ -421,7 +436,7 @@ def _funnel_cost(config: dict[str, Any]) -> float:
     return cost
 
 
-class FusedScannAR:
+class FusedScannAR(_Base):
     """Prototype kernel: AR inside one ScaNN searcher (shortlist at D_s, rerank at D_r in C++).
 
     ScaNN 1.4's `truncate(D_s)` projection makes the tree and the asymmetric hashing see only
@@ -469,7 +484,7 @@ class FusedScannAR:
                     training_sample_size=min(n, 100_000),
                 )
                 .reorder(200, quantize=getattr(ReorderType, self.quantize))
-                .set_n_training_threads(self.threads)
+                .set_n_training_threads(self.build_threads)
                 .build()
             )
         self.searcher.set_num_threads(self.threads)

@@ -97,7 +97,9 @@ def summarize(run: dict[str, Any], key: str = "qps") -> list[dict[str, Any]]:
                     met=ratio >= TARGETS[peer],
                 )
             out.append(item)
-            if peer == "ScaNN" and ar is not None:
+            if peer == "ScaNN":
+                # build and memory: the qualifying AR config, else AR's most accurate one
+                ar = ar or max(ar_rows, key=lambda r: (r["recall"], r.get(key, r["qps"])))
                 out.append(
                     {
                         "ar_family": ar_fam,
@@ -139,8 +141,9 @@ def render_run(run: dict[str, Any]) -> str:
         f"### {run['dataset']} ({run['tag']})",
         "",
         f"- Command: `{run['command']}`",
-        f"- Date: {run['date']}; wall time {run['wall_s']:.0f} s; threads per contender: "
-        f"{run['threads']}; queries: {run['queries']}",
+        f"- Date: {run['date']}; wall time {run['wall_s']:.0f} s; search threads per contender: "
+        f"{run['threads']}; build threads: {run.get('build_threads', run['threads'])}; "
+        f"queries: {run['queries']}",
         f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB RAM, "
         f"{m['os']}, Python {m['python']}; load average at start {m['load_avg_1m_at_start']} "
         f"(shared machine); single-thread read bandwidth "

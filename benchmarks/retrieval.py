@@ -68,6 +68,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--queries", type=int, default=1000, help="number of queries")
     p.add_argument("--threads", type=int, default=1, help="threads for every contender")
     p.add_argument(
+        "--build-threads",
+        type=int,
+        default=None,
+        help="threads for index construction (default: --threads), the same for every contender",
+    )
+    p.add_argument(
         "--methods",
         default=",".join(METHODS),
         help=f"comma-separated subset of {','.join(METHODS)}",
@@ -185,6 +191,13 @@ def time_single(contender, queries: np.ndarray, config: dict, count: int, budget
 
 
 def make_contenders(method: str, ds: rd.Dataset, args, work: Path) -> list:
+    contenders = _make_contenders(method, ds, args, work)
+    for c in contenders:
+        c.build_threads = args.build_threads
+    return contenders
+
+
+def _make_contenders(method: str, ds: rd.Dataset, args, work: Path) -> list:
     n, d = ds.db.shape
     t = args.threads
     if method == "exact":
@@ -310,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         "d": d,
         "queries": int(len(ds.queries)),
         "threads": args.threads,
+        "build_threads": args.build_threads or args.threads,
         "command": common.command_line(argv, "benchmarks.retrieval"),
         "date": common.utc_now(),
         "wall_s": round(time.time() - started, 1),
