@@ -30,6 +30,17 @@ def synthetic_dataset(n: int, d: int, classes: int, queries: int, cache: Path, s
     """The documented generator (`benchmarks/synthetic.py`), cached as `.npy` under `cache`."""
     folder = cache / f"synthetic_n{n}_d{d}_c{classes}_s{seed}"
     done = folder / "done"
+    # chunks are seeded by their index, so whole chunks of a larger database are exactly the
+    # database of that size
+    larger = _larger_cached(cache, n, d, classes, seed) if n % synthetic.CHUNK == 0 else None
+    if not done.exists() and larger is not None:
+        log(f"using the first {n:,} rows of {larger}")
+        folder.mkdir(parents=True, exist_ok=True)
+        db = np.load(larger / "db.npy", mmap_mode="r")[:n]
+        labels = np.load(larger / "db_labels.npy")[:n]
+        np.save(folder / "db_labels.npy", labels)
+        (folder / "source").write_text(str(larger) + "\n")
+        done.write_text("ok\n")
     if not done.exists():
         folder.mkdir(parents=True, exist_ok=True)
         log(f"generating {n} x {d} synthetic database into {folder} ...")
@@ -47,7 +58,11 @@ def synthetic_dataset(n: int, d: int, classes: int, queries: int, cache: Path, s
         np.savez(qfile, queries=q, labels=ql)
     with np.load(qfile) as z:
         q, ql = z["queries"], z["labels"]
-    db = np.load(folder / "db.npy", mmap_mode="r")
+    source = folder / "source"
+    if source.exists():
+        db = np.load(Path(source.read_text().strip()) / "db.npy", mmap_mode="r")[:n]
+    else:
+        db = np.load(folder / "db.npy", mmap_mode="r")
     return Dataset(
         name=f"synthetic {n:,} x {d}, {classes} classes",
         db=db,
@@ -59,6 +74,19 @@ def synthetic_dataset(n: int, d: int, classes: int, queries: int, cache: Path, s
             f"j0={synthetic.DEFAULT_J0}, noise={synthetic.DEFAULT_NOISE}, seed={seed})"
         ),
     )
+
+
+def _larger_cached(cache: Path, n: int, d: int, classes: int, seed: int) -> Path | None:
+    best = None
+    for folder in cache.glob(f"synthetic_n*_d{d}_c{classes}_s{seed}"):
+        try:
+            m = int(folder.name.split("_")[1][1:])
+        except ValueError:
+            continue
+        if m > n and (folder / "done").exists() and not (folder / "source").exists():
+            if best is None or m < best[0]:
+                best = (m, folder)
+    return None if best is None else best[1]
 
 
 def npz_dataset(path: Path, queries: int, seed: int = 0) -> Dataset:

@@ -21,6 +21,7 @@ DEFAULT_ALPHA = 1.2
 DEFAULT_J0 = 8.0
 DEFAULT_NOISE = 0.8
 QUERY_STREAM = 1_000_003
+CHUNK = 65536
 
 
 def spectrum(d: int, alpha: float = DEFAULT_ALPHA, j0: float = DEFAULT_J0) -> np.ndarray:
@@ -46,7 +47,7 @@ def generate(
     seed: int = 0,
     stream: int = 1,
     out: np.ndarray | None = None,
-    chunk: int = 65536,
+    chunk: int = CHUNK,
     alpha: float = DEFAULT_ALPHA,
     j0: float = DEFAULT_J0,
     noise: float = DEFAULT_NOISE,

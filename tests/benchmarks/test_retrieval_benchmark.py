@@ -84,3 +84,10 @@ def test_write_section_keeps_other_sections(tmp_path):
     text = path.read_text()
     assert "keep me" in text and "v2" in text and "v1" not in text
     assert text.count("## Mine (issue 8)") == 1
+
+
+def test_whole_chunks_of_a_larger_database_are_the_smaller_database():
+    small, small_labels = synthetic.generate(128, 8, 5, chunk=64)
+    large, large_labels = synthetic.generate(300, 8, 5, chunk=64)
+    np.testing.assert_array_equal(small, large[:128])
+    np.testing.assert_array_equal(small_labels, large_labels[:128])
