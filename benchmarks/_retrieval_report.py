@@ -315,6 +315,11 @@ def save_run(run: dict[str, Any], results_dir: Path) -> None:
     pareto_plot(run, png)
     run["plot"] = png.name
     common.save_json(results_dir / "results" / f"retrieval_{slug}.json", run)
+    render_section(results_dir)
+
+
+def render_section(results_dir: Path) -> None:
+    """Re-renders the RESULTS.md section from every saved run and the notes."""
     runs = [
         json.loads(p.read_text())
         for p in sorted((results_dir / "results").glob("retrieval_*.json"))
@@ -329,5 +334,8 @@ def save_run(run: dict[str, Any], results_dir: Path) -> None:
         "serialized index size / N (HNSW: vectors + graph).",
         "",
     ]
+    notes = results_dir / "results" / "retrieval_notes.md"
+    if notes.exists():  # the written analysis of the runs below (targets met or missed, and why)
+        body += [notes.read_text()]
     body += [render_run(r) for r in runs]
     common.write_section(SECTION, "\n".join(body), results_dir / "RESULTS.md")

@@ -134,6 +134,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--quick: nowhere unless given)",
     )
     p.add_argument(
+        "--render-only",
+        action="store_true",
+        help="only re-render the RESULTS.md section from the saved runs and notes",
+    )
+    p.add_argument(
         "--quick",
         action="store_true",
         help="tiny smoke run: n=2000, d=64, 50 queries, 1 repeat, no outputs",
@@ -290,6 +295,9 @@ def _timed(fn) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render_only:
+        report.render_section(args.results_dir)
+        return 0
     started = time.time()
     args.cache.mkdir(parents=True, exist_ok=True)
     work = args.cache / "work"
