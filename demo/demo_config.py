@@ -106,7 +106,8 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
         "service_queries": 64,
     },
     ("fashion_mnist", "full"): {"epochs": 2, "ff_epochs": 2, "eval_max_test": 2000},
-    ("cjk", "demo"): {"d": 256, "epochs": 2, "holdout": 4000, "probe": False},
+    ("cjk", "demo"): {"d": 128, "epochs": 8, "batch_size": 64, "cjk_train_per_class": 20,
+                      "holdout": 2000, "probe": False},
     ("cjk", "quick"): {
         "epochs": 1,
         "ff_epochs": 1,
@@ -123,7 +124,7 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
         "shortlist_size": 100,
         "service_queries": 64,
     },
-    ("cjk", "full"): {"ff_epochs": 2, "eval_max_test": 2000},
+    ("cjk", "full"): {"ff_epochs": 8, "eval_max_test": 2000},
 }  # fmt: skip
 
 
