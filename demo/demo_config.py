@@ -99,7 +99,7 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
         "max_train": 4000,
         "holdout": 500,
         "max_test": 500,
-        "eval_max_test": None,
+        "eval_max_test": 400,  # fewer than the test split: the query-subset path is exercised
         "probe_epochs": 5,
         "shortlist_dim": 8,
         "shortlist_size": 100,

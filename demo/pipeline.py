@@ -258,11 +258,11 @@ class DemoRun:
                       "target_accuracy", "dim_fractions", "search")
         }  # fmt: skip
         self.results["cascade"]["test"] = {
-            "accuracy": float(np.mean(classes == self.y_test)),
+            "accuracy": float(np.mean(classes == self.y_q)),
             "expected_dim": float(np.mean(dims_used)),
-            "full_dim_accuracy": float(np.mean(self.test_probs[:, -1].argmax(-1) == self.y_test)),
+            "full_dim_accuracy": float(np.mean(self.test_probs[:, -1].argmax(-1) == self.y_q)),
             "numpy_reference_accuracy": reference["accuracy"],
-            "num_test": int(len(self.y_test)),
+            "num_test": int(len(self.y_q)),
             "dim_fractions": {str(m): float(np.mean(dims_used == m)) for m in self.dims},
         }
         self.results["export"] = {
