@@ -300,6 +300,9 @@ def evaluate(
                         )
                     )
                     rows[-1]["source"] = source
+                    _log(
+                        f"{rows[-1]['method']} m={m}: 1-NN {rows[-1]['1nn_top1']:.4f} ({time.time() - start:.0f}s)"
+                    )
         if "random" in baselines:
             order = M.random_feature_order(full, seed)
             for m in eval_dims:
@@ -310,6 +313,9 @@ def evaluate(
                         )
                     )
                     rows[-1]["source"] = source
+                    _log(
+                        f"{rows[-1]['method']} m={m}: 1-NN {rows[-1]['1nn_top1']:.4f} ({time.time() - start:.0f}s)"
+                    )
         _log(f"baselines from {source} done ({time.time() - start:.0f}s)")
 
     result = {
