@@ -127,7 +127,9 @@ def _index_parser() -> argparse.ArgumentParser:
         "--shortlist-dim", type=int, help=f"D_s (default {_DEFAULT_SHORTLIST_DIM}, or d if smaller)"
     )
     build.add_argument("--rerank-dim", type=int, help="D_r (default: d)")
-    build.add_argument("--store-dtype", choices=("float32", "float16"), default="float32")
+    build.add_argument(
+        "--store-dtype", choices=("float32", "float16", "bfloat16"), default="float32"
+    )
     build.add_argument("--batch-size", type=int, default=256, help="embedding batch size")
     build.add_argument(
         "--scann",

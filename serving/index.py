@@ -5,7 +5,9 @@ Directory layout (`format_version` 1)::
     manifest.json        format version, model name/version, d, D_s, D_r, count, ScaNN
                          settings, sha256 of every other file, creation time, self-checksum
     scann/               the serialized ScaNN searcher over the re-normalised prefix z[:D_s]
-    rerank.npy           (count, D_r) float32 or float16 raw prefixes z[:D_r] (memory-mapped)
+    rerank.npy           (count, D_r) float32 or float16 raw prefixes z[:D_r] (memory-mapped), or
+                         uint16 bfloat16 bit patterns (upper 16 bits of the float32, rounded to
+                         nearest even) when `store_dtype` is "bfloat16"
     prefix_norms.npy     (count, len(prefix_norm_dims)) float32 ||z[:m]|| for a few m
     ids.npy              (count,) int64 or unicode ids (no pickle)
 
@@ -42,7 +44,9 @@ SCANN_DIR = "scann"
 RERANK_NAME = "rerank.npy"
 NORMS_NAME = "prefix_norms.npy"
 IDS_NAME = "ids.npy"
-STORE_DTYPES = ("float32", "float16")
+STORE_DTYPES = ("float32", "float16", "bfloat16")
+# On-disk NumPy dtype of each store dtype (NumPy has no bfloat16: its bits are kept as uint16).
+_STORE_NUMPY_DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "uint16"}
 _CHUNK_ROWS = 8192
 
 
@@ -52,6 +56,20 @@ class IndexIntegrityError(ValueError):
 
 class ModelVersionMismatchError(ValueError):
     """The index was built by a different model version than the one serving queries."""
+
+
+def to_bfloat16_bits(x: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bit patterns (uint16): the upper 16 bits, rounded to nearest even."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    rounding = ((u >> 16) & 1) + np.uint32(0x7FFF)
+    return ((u + rounding) >> 16).astype(np.uint16)
+
+
+def from_bfloat16_bits(u: np.ndarray) -> np.ndarray:
+    """bfloat16 bit patterns (uint16) -> float32 (a shift, exact)."""
+    w = np.asarray(u).astype(np.uint32)
+    w <<= 16
+    return w.view(np.float32)
 
 
 def _require_scann():
@@ -351,7 +369,8 @@ def build_index(
         ids: optional `(count,)` unique integer or string ids. Defaults to `0..count-1`.
         shortlist_dim: int. `D_s`, the prefix ScaNN indexes.
         rerank_dim: int. `D_r`, the prefix the rerank store keeps. Defaults to `d`.
-        store_dtype: `"float32"` or `"float16"` (halves the store's memory).
+        store_dtype: `"float32"`, `"float16"` or `"bfloat16"` (either halves the store's
+            memory; bfloat16 is stored as uint16 bit patterns and widens faster at rerank).
         model_name: name of the model that produced the embeddings (recorded).
         model_version: version of that model; loading refuses a backend serving another one.
         scann_options: overrides of `default_scann_options(count, shortlist_dim)`.
@@ -416,7 +435,10 @@ def build_index(
     tmp_dir.mkdir()
     try:
         store = np.lib.format.open_memmap(
-            tmp_dir / RERANK_NAME, mode="w+", dtype=store_dtype, shape=(count, rerank_dim)
+            tmp_dir / RERANK_NAME,
+            mode="w+",
+            dtype=_STORE_NUMPY_DTYPES[store_dtype],
+            shape=(count, rerank_dim),
         )
         norms = np.empty((count, len(norm_dims)), dtype=np.float32)
         shortlist = np.empty((count, shortlist_dim), dtype=np.float32)
@@ -433,8 +455,12 @@ def build_index(
                 raise ValueError(
                     f"Expected finite embeddings. Received NaN or Inf in rows {start}..{stop - 1}"
                 )
-            store[start:stop] = chunk
-            stored = np.asarray(store[start:stop], dtype=np.float32)
+            if store_dtype == "bfloat16":
+                store[start:stop] = to_bfloat16_bits(chunk)
+                stored = from_bfloat16_bits(store[start:stop])
+            else:
+                store[start:stop] = chunk
+                stored = np.asarray(store[start:stop], dtype=np.float32)
             norms[start:stop] = np.sqrt(np.cumsum(np.square(stored), axis=1)[:, cols])
             head = chunk[:, :shortlist_dim]
             head_norm = np.linalg.norm(head, axis=1, keepdims=True)
@@ -575,6 +601,7 @@ class AdaptiveIndex:
         self.model_version = manifest.get("model_version")
         self.index_version = manifest["index_version"]
         self.scann_options = dict(manifest["scann"])
+        self.store_dtype = str(manifest.get("store_dtype", store.dtype.name))
         self._norm_column = {m: i for i, m in enumerate(self.prefix_norm_dims)}
 
     @classmethod
@@ -619,6 +646,12 @@ class AdaptiveIndex:
         if store.shape != (count, rerank_dim) or ids.shape != (count,) or norms.shape[0] != count:
             raise IndexIntegrityError(
                 f"Index {str(index_dir)!r}: array shapes disagree with the manifest."
+            )
+        store_dtype = manifest.get("store_dtype", "float32")
+        if _STORE_NUMPY_DTYPES.get(store_dtype) != store.dtype.name:
+            raise IndexIntegrityError(
+                f"Index {str(index_dir)!r}: rerank store dtype {store.dtype.name} disagrees with "
+                f"the manifest's store_dtype {store_dtype!r} (expected one of {STORE_DTYPES})."
             )
         return cls(index_dir, manifest, searcher, store, norms, ids)
 

@@ -5,7 +5,7 @@ A funnel over dims `m_1 < m_2 < ...` rescoring the survivors of each stage only 
 `<q[:m], z[:m]>` of every candidate and extends them by the next slice of columns, then divides
 by `||q[:m]||` and by `||z[:m]||` (read from the index's stored prefix norms when `m` is one of
 them, else accumulated from the same gathered slices). Only candidate rows are gathered (and
-converted from float16 when the store is float16); queries are processed in blocks so the
+widened to float32 when the store is float16 or bfloat16); queries are processed in blocks so the
 temporaries stay small. Every step is vectorised over the whole batch of queries.
 """
 
@@ -37,7 +37,8 @@ class PrefixReranker:
     """Reranks candidates of a store of raw prefixes `z[:D_r]` through a sequence of stages.
 
     Args:
-        store: `(count, D_r)` float32 or float16 array, typically memory-mapped.
+        store: `(count, D_r)` float32 or float16 array, or uint16 bfloat16 bit patterns (the
+            upper 16 bits of each float32), typically memory-mapped.
         prefix_norms: `(count, len(norm_dims))` float32 `||z[:m]||`, or None.
         norm_dims: the `m` of each column of `prefix_norms`.
 
@@ -77,7 +78,12 @@ class PrefixReranker:
                 gathered = np.take(self.store, flat, axis=0)
             else:
                 gathered = self.store[flat, start:stop]
-            if gathered.dtype == np.float16:
+            if gathered.dtype == np.uint16:
+                # bfloat16 bits: widening is a shift into the upper half of a float32 (exact).
+                w = gathered.astype(np.uint32)
+                w <<= 16
+                gathered = w.view(np.float32)
+            elif gathered.dtype == np.float16:
                 # A table lookup is several times faster than NumPy's float16 -> float32 cast.
                 gathered = np.take(_F16_TO_F32, gathered.view(np.uint16))
             elif gathered.dtype != np.float32:

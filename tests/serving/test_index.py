@@ -75,7 +75,54 @@ def test_round_trip_same_results(built, tmp_path):
     assert first.index_version == second.index_version == index.index_version
 
 
-@pytest.mark.parametrize("store_dtype", ["float32", "float16"])
+_NUMPY_STORE_DTYPE = {"float32": "float32", "float16": "float16", "bfloat16": "uint16"}
+
+
+def _bfloat16_round(x):
+    """Independent float32 -> bfloat16 -> float32 rounding (nearest even) for the tests."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    low = u & 0xFFFF
+    high = u >> 16
+    up = (low > 0x8000) | ((low == 0x8000) & ((high & 1) == 1))
+    return ((high + up) << 16).astype(np.uint32).view(np.float32)
+
+
+def test_bfloat16_store_scores_and_round_trip(tmp_path):
+    x = _corpus(500, 32, seed=3)
+    build_index(tmp_path / "b", x, shortlist_dim=8, store_dtype="bfloat16", scann_options=EXACT)
+    assert read_manifest(tmp_path / "b")["store_dtype"] == "bfloat16"
+    xb = _bfloat16_round(x)
+    index = AdaptiveIndex.load(tmp_path / "b")
+    assert index.store_dtype == "bfloat16"
+    assert index.store.dtype == np.uint16
+    np.testing.assert_array_equal(
+        np.asarray(index.store), (xb.view(np.uint32) >> 16).astype(np.uint16)
+    )
+    # Prefix norms are those of the stored (rounded) values.
+    for column, m in enumerate(index.prefix_norm_dims):
+        np.testing.assert_allclose(
+            index.prefix_norms[:, column], np.linalg.norm(xb[:, :m], axis=1), rtol=1e-6
+        )
+    q = _corpus(16, 32, seed=4) * 2.5
+    result = AdaptiveRetriever(index).search_embeddings(q, k=10, shortlist_size=500)
+    expected = (q / np.linalg.norm(q, axis=1, keepdims=True)) @ (
+        xb / np.linalg.norm(xb, axis=1, keepdims=True)
+    ).T
+    top = np.argsort(-expected, axis=1, kind="stable")[:, :10]
+    np.testing.assert_array_equal(result.ids, top)
+    np.testing.assert_allclose(
+        result.scores, np.take_along_axis(expected, top, axis=1), rtol=1e-5, atol=1e-6
+    )
+    # A copy elsewhere loads and answers identically.
+    subprocess.run(["cp", "-r", str(tmp_path / "b"), str(tmp_path / "c")], check=True)
+    again = AdaptiveRetriever(AdaptiveIndex.load(tmp_path / "c")).search_embeddings(
+        q, k=10, shortlist_size=500
+    )
+    np.testing.assert_array_equal(again.ids, result.ids)
+    np.testing.assert_array_equal(again.scores, result.scores)
+
+
+@pytest.mark.parametrize("store_dtype", ["float32", "float16", "bfloat16"])
 def test_string_ids_and_store_dtype(tmp_path, store_dtype):
     x = _corpus(300, 16)
     ids = np.asarray([f"doc-{i}" for i in range(300)])
@@ -83,7 +130,8 @@ def test_string_ids_and_store_dtype(tmp_path, store_dtype):
         tmp_path / "i", x, ids, shortlist_dim=4, store_dtype=store_dtype, scann_options=EXACT
     )
     index = AdaptiveIndex.load(tmp_path / "i")
-    assert index.store.dtype == np.dtype(store_dtype)
+    assert index.store.dtype == np.dtype(_NUMPY_STORE_DTYPE[store_dtype])
+    assert index.store_dtype == read_manifest(tmp_path / "i")["store_dtype"] == store_dtype
     result = AdaptiveRetriever(index).search_embeddings(x[:3], k=1, shortlist_size=300)
     assert result.ids.tolist() == [["doc-0"], ["doc-1"], ["doc-2"]]
     np.testing.assert_allclose(result.scores, 1.0, atol=2e-3)

@@ -60,6 +60,32 @@ def test_float16_store(data):
     np.testing.assert_allclose(scores, expected, atol=2e-3)
 
 
+def _bfloat16_round(x):
+    """Independent float32 -> bfloat16 -> float32 rounding (nearest even) for the tests."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    low = u & 0xFFFF
+    high = u >> 16
+    up = (low > 0x8000) | ((low == 0x8000) & ((high & 1) == 1))
+    return ((high + up) << 16).astype(np.uint32).view(np.float32)
+
+
+def test_bfloat16_store_matches_numpy_on_rounded_vectors(data):
+    z, q, rows = data
+    zb = _bfloat16_round(z)
+    bits = (zb.view(np.uint32) >> 16).astype(np.uint16)
+    stages = [(16, 50), (64, 10)]
+    reranker = PrefixReranker(bits, _norms(zb, (16, 64)), (16, 64))
+    out_rows, scores, _ = reranker.rerank(q, rows, np.ones(rows.shape, bool), stages)
+    expected_rows = rows
+    for dim, size in stages:
+        s = np.take_along_axis(_normalized_prefix_scores(q, zb, dim), expected_rows, axis=1)
+        keep = np.argsort(-s, axis=1)[:, :size]
+        expected_rows = np.take_along_axis(expected_rows, keep, axis=1)
+    np.testing.assert_array_equal(np.sort(out_rows, axis=1), np.sort(expected_rows, axis=1))
+    expected = np.take_along_axis(_normalized_prefix_scores(q, zb, 64), out_rows, axis=1)
+    np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_invalid_candidates_sink(data):
     z, q, rows = data
     valid = np.ones(rows.shape, bool)
