@@ -8,6 +8,7 @@ serves a dimension, slicing and re-normalising, start-up checks) lives here once
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import re
 import threading
@@ -167,7 +168,7 @@ def info_from_signatures(
     )
 
 
-class ModelBackend:
+class ModelBackend(abc.ABC):
     """A Matryoshka SavedModel, wherever it runs (in-process, TF Serving gRPC or REST).
 
     `embed(inputs, dim)` makes one call to the smallest exported `embed_{m}` with `m >= dim`
@@ -198,19 +199,22 @@ class ModelBackend:
         self._stale = False
 
     # -- primitives -------------------------------------------------------------------
+    @abc.abstractmethod
     def _load_signatures(self) -> tuple[int, dict[str, SignatureSpec]]:
-        raise NotImplementedError
+        """Subclasses implement this."""
 
+    @abc.abstractmethod
     def _predict(
         self, signature: str, inputs: Mapping[str, np.ndarray], timeout: float | None
     ) -> tuple[dict[str, np.ndarray], int]:
-        raise NotImplementedError
+        """Subclasses implement this."""
 
+    @abc.abstractmethod
     def status(self) -> ModelStatus:
-        raise NotImplementedError
+        """Subclasses implement this."""
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None:  # noqa: B027 (optional hook: nothing to release by default)
+        """Release connections; the default backend holds none."""
 
     def __enter__(self):
         return self
