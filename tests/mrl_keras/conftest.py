@@ -2,15 +2,6 @@
 
 import gzip
 import os
-import sys
-
-# Plain `pytest` (unlike `python -m pytest`) does not put the repository root on sys.path, and
-# then this folder, `tests/mrl_keras`, would be imported as a namespace package shadowing the
-# real `mrl_keras`. A regular package anywhere on sys.path wins over a namespace one, so make
-# sure the root is there. (`pythonpath = ["."]` in the pytest config would do the same.)
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if _ROOT not in sys.path:
-    sys.path.append(_ROOT)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -24,14 +24,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import sys
 import time
-
-# Plain `pytest` puts `tests/` on sys.path, where `tests/mrl_keras` would shadow the real
-# package as a namespace package; the repository root on sys.path prevents that.
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if _ROOT not in sys.path:
-    sys.path.append(_ROOT)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
