@@ -390,7 +390,7 @@ class OurAdaptive(_Base):
         nl = int(opts["num_leaves"])
         lv = config.get("leaves") or int(opts["num_leaves_to_search"])
         per_dim = {"bfloat16": 2, "int8": 1}.get(config.get("kernel"), 4)
-        if self.store_dtype == "float16" and "kernel" not in config:
+        if self.store_dtype in ("float16", "bfloat16") and "kernel" not in config:
             per_dim = 2
         shortlist = n * lv / nl * d_s / 4 + 2 * config["K"] * d_s * 4
         stages = config.get("funnel") or [(config["D_r"], K)]

@@ -82,7 +82,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--ar-store",
         default="float32",
-        choices=("float32", "float16"),
+        choices=("float32", "float16", "bfloat16"),
         help="dtype of the AR rerank store",
     )
     p.add_argument(
