@@ -21,6 +21,7 @@ SEARCH_FIELDS = (
     "shortlist_size",
     "rerank_dim",
     "funnel",
+    "leaves_to_search",
     "timeout",
 )
 CLASSIFY_FIELDS = ("instances", "timeout")
@@ -42,6 +43,13 @@ class SearchRequest(BaseModel):
     funnel: list[list[int]] | None = Field(
         None,
         description="[[dim, size], ...] stages instead of rerank_dim, e.g. [[32,100],[64,10]].",
+    )
+    leaves_to_search: int | None = Field(
+        None,
+        ge=1,
+        description="ScaNN leaves searched per query, 1..num_leaves (only 1 on a single-leaf "
+        "index); fewer is faster, more gives better recall. Default: the index's "
+        "num_leaves_to_search.",
     )
     timeout: float | None = Field(
         None, gt=0, description="Deadline in seconds (server default otherwise)."

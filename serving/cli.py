@@ -421,6 +421,12 @@ def _search(argv: list[str]) -> int:
     parser.add_argument("--shortlist-size", type=int)
     parser.add_argument("--rerank-dim", type=int)
     parser.add_argument("--funnel", help="DIM:SIZE,... stages, e.g. 32:100,64:50,128:10")
+    parser.add_argument(
+        "--leaves-to-search",
+        type=int,
+        help="ScaNN leaves searched per query, 1..num_leaves (default: the index's "
+        "num_leaves_to_search); fewer is faster, more gives better recall",
+    )
     parser.add_argument("--allow-version-mismatch", action="store_true")
     args = parser.parse_args(argv)
     if bool(args.service) == bool(args.index):
@@ -430,6 +436,7 @@ def _search(argv: list[str]) -> int:
         "shortlist_size": args.shortlist_size,
         "rerank_dim": args.rerank_dim,
         "funnel": _parse_funnel(args.funnel),
+        "leaves_to_search": args.leaves_to_search,
     }
     options = {k: v for k, v in options.items() if v is not None}
     if args.service:

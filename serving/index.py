@@ -659,8 +659,18 @@ class AdaptiveIndex:
         """Column of `prefix_norms` holding `||z[:dim]||`, or None when not stored."""
         return self._norm_column.get(dim)
 
-    def shortlist(self, queries: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    def shortlist(
+        self, queries: np.ndarray, size: int, leaves_to_search: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """ScaNN search of re-normalised `(n, D_s)` queries.
+
+        Args:
+            queries: `(n, D_s)` re-normalised queries.
+            size: shortlist size per query.
+            leaves_to_search: ScaNN leaves searched per query (more: better recall, slower).
+                Defaults to the index's `scann_options["num_leaves_to_search"]`; ignored by an
+                index with a single leaf. Not validated here (ScaNN clamps it to the leaves
+                there are): `AdaptiveRetriever.plan` checks it.
 
         Returns:
             `(rows, scores)`, `(n, size)` int64 row numbers and float32 cosine scores; rows
@@ -673,8 +683,12 @@ class AdaptiveIndex:
             if queries.shape[0] >= 64
             else self.searcher.search_batched
         )
+        extra = {} if leaves_to_search is None else {"leaves_to_search": int(leaves_to_search)}
         rows, scores = search(
-            queries, final_num_neighbors=size, pre_reorder_num_neighbors=min(reorder, self.count)
+            queries,
+            final_num_neighbors=size,
+            pre_reorder_num_neighbors=min(reorder, self.count),
+            **extra,
         )
         rows = np.asarray(rows, dtype=np.int64)
         scores = np.asarray(scores, dtype=np.float32)

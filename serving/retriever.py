@@ -32,12 +32,17 @@ class SearchResult:
 
 @dataclasses.dataclass(frozen=True)
 class SearchPlan:
-    """A validated search: shortlist `shortlist_size` at `shortlist_dim`, then `stages`."""
+    """A validated search: shortlist `shortlist_size` at `shortlist_dim`, then `stages`.
+
+    `leaves_to_search` is the number of ScaNN leaves searched per query, or None for the
+    index's default (`scann_options["num_leaves_to_search"]`).
+    """
 
     k: int
     shortlist_dim: int
     shortlist_size: int
     stages: tuple[tuple[int, int], ...]
+    leaves_to_search: int | None = None
 
     @property
     def max_dim(self) -> int:
@@ -47,6 +52,31 @@ class SearchPlan:
 def _as_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"Expected an int {name}. Received: {value!r}")
+    return int(value)
+
+
+def _check_leaves_to_search(value: Any, num_leaves: int) -> int | None:
+    """Validates a per-request `leaves_to_search` against an index with `num_leaves` leaves.
+
+    None keeps the index's default. Otherwise an int (not a bool) with
+    `1 <= value <= num_leaves`; an index with a single leaf (no tree) accepts only 1.
+
+    Raises:
+        TypeError: not an int.
+        ValueError: out of range.
+    """
+    if value is None:
+        return None
+    if num_leaves <= 1:
+        allowed = "leaves_to_search=1 or None (this index has a single ScaNN leaf: no tree)"
+    else:
+        allowed = f"1 <= leaves_to_search <= {num_leaves} (the index's ScaNN leaves)"
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(
+            f"Expected an int leaves_to_search: {allowed}. Received: leaves_to_search={value!r}"
+        )
+    if not 1 <= int(value) <= max(num_leaves, 1):
+        raise ValueError(f"Expected {allowed}. Received: leaves_to_search={int(value)}")
     return int(value)
 
 
@@ -136,9 +166,13 @@ class AdaptiveRetriever:
         shortlist_size: int | None = None,
         rerank_dim: int | None = None,
         funnel: Any = None,
+        leaves_to_search: int | None = None,
     ) -> SearchPlan:
         """Validates search arguments against the index; raises ValueError/TypeError naming the problem."""
         index = self.index
+        leaves = _check_leaves_to_search(
+            leaves_to_search, int(index.scann_options.get("num_leaves", 1))
+        )
         k = _as_int("k", k)
         if not 1 <= k <= index.count:
             raise ValueError(f"Expected 1 <= k <= {index.count} (the corpus size). Received: k={k}")
@@ -189,7 +223,13 @@ class AdaptiveRetriever:
             raise ValueError(
                 f"Expected funnel sizes <= shortlist_size={size}. Received: sizes={sizes}"
             )
-        return SearchPlan(k=k, shortlist_dim=d_s, shortlist_size=size, stages=tuple(stages))
+        return SearchPlan(
+            k=k,
+            shortlist_dim=d_s,
+            shortlist_size=size,
+            stages=tuple(stages),
+            leaves_to_search=leaves,
+        )
 
     def _check_embeddings(self, embeddings: Any, plan: SearchPlan) -> np.ndarray:
         array = np.asarray(embeddings)
@@ -219,6 +259,7 @@ class AdaptiveRetriever:
         rerank_dim: int | None = None,
         funnel: Any = None,
         *,
+        leaves_to_search: int | None = None,
         model_version: int | None = None,
     ) -> SearchResult:
         """Searches with query embeddings `(n, >= max dim)` already computed (raw or normalised).
@@ -231,12 +272,15 @@ class AdaptiveRetriever:
             rerank_dim: rerank at this prefix (`D_s <= rerank_dim <= D_r`; `D_s`: no rerank).
                 Defaults to the index's `D_r`.
             funnel: `[(dim, size), ...]` stages instead of `rerank_dim`.
+            leaves_to_search: ScaNN leaves searched per query, `1 <= leaves_to_search <=
+                num_leaves` (only 1 on a single-leaf index): fewer is faster, more gives better
+                recall. Defaults to the index's `scann_options["num_leaves_to_search"]`.
             model_version: recorded in the result.
 
         Returns:
             A `SearchResult`.
         """
-        plan = self.plan(k, shortlist_dim, shortlist_size, rerank_dim, funnel)
+        plan = self.plan(k, shortlist_dim, shortlist_size, rerank_dim, funnel, leaves_to_search)
         queries = self._check_embeddings(embeddings, plan)
         return self._run(queries, plan, model_version)
 
@@ -249,9 +293,13 @@ class AdaptiveRetriever:
         rerank_dim: int | None = None,
         funnel: Any = None,
         *,
+        leaves_to_search: int | None = None,
         timeout: float | None = None,
     ) -> SearchResult:
         """Embeds model inputs with one backend call at the largest prefix needed, then searches.
+
+        Takes the arguments of `search_embeddings` (`leaves_to_search` included) plus `timeout`,
+        the backend call's deadline in seconds.
 
         Raises:
             ValueError: bad search arguments.
@@ -262,7 +310,7 @@ class AdaptiveRetriever:
             raise ValueError(
                 "This retriever has no backend: use search_embeddings, or pass a backend."
             )
-        plan = self.plan(k, shortlist_dim, shortlist_size, rerank_dim, funnel)
+        plan = self.plan(k, shortlist_dim, shortlist_size, rerank_dim, funnel, leaves_to_search)
         result = self.backend.embed(inputs, plan.max_dim, timeout=timeout)
         served = getattr(result, "served_version", None)
         check_model_version(self.index.manifest, served, allow_mismatch=self.allow_version_mismatch)
@@ -275,7 +323,7 @@ class AdaptiveRetriever:
         index = self.index
         head = queries[:, : plan.shortlist_dim]
         head = head / np.maximum(np.linalg.norm(head, axis=1, keepdims=True), 1e-12)
-        rows, scores = index.shortlist(head, plan.shortlist_size)
+        rows, scores = index.shortlist(head, plan.shortlist_size, plan.leaves_to_search)
         valid = np.isfinite(scores)
         if plan.stages:
             rows, scores, valid = self.reranker.rerank(

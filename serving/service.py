@@ -213,8 +213,14 @@ class SearchService:
             schema.optional_int(body, "shortlist_size"),
             schema.optional_int(body, "rerank_dim"),
             funnel,
+            body.get("leaves_to_search"),  # the retriever checks type and range (400 on error)
         )
-        args = dict(k=plan.k, shortlist_dim=plan.shortlist_dim, shortlist_size=plan.shortlist_size)
+        args = dict(
+            k=plan.k,
+            shortlist_dim=plan.shortlist_dim,
+            shortlist_size=plan.shortlist_size,
+            leaves_to_search=plan.leaves_to_search,
+        )
         if funnel is not None:
             args["funnel"] = funnel
         else:

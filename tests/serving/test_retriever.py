@@ -146,3 +146,120 @@ def test_search_needs_a_backend(exact_index):
     index, _, q = exact_index
     with pytest.raises(ValueError, match="no backend"):
         AdaptiveRetriever(index).search(q, k=3)
+
+
+TREE_LEAVES = 32
+
+
+@pytest.fixture(scope="module")
+def tree_index(tmp_path_factory):
+    """3000 random unit vectors (d=32, D_s=16) in a 32-leaf tree; every candidate is reordered
+    exactly (reorder_num_neighbors = count), so only the leaves searched limit recall."""
+    rng = np.random.default_rng(7)
+    z = _normalize(rng.standard_normal((3000, 32)).astype(np.float32))
+    q = rng.standard_normal((100, 32)).astype(np.float32)
+    out = tmp_path_factory.mktemp("tree") / "idx"
+    build_index(
+        out,
+        z,
+        shortlist_dim=16,
+        scann_options={"num_leaves": TREE_LEAVES, "reorder_num_neighbors": 3000},
+    )
+    index = AdaptiveIndex.load(out)
+    assert index.scann_options["num_leaves"] == TREE_LEAVES
+    return index, z, q
+
+
+def _recall(found, truth):
+    return np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(found, truth, strict=True)])
+
+
+def test_all_leaves_is_numpy_exact(tree_index):
+    index, z, q = tree_index
+    retriever = AdaptiveRetriever(index)
+    # The shortlist step alone: recall 1.0 against NumPy exact cosine at D_s.
+    head = _normalize(q[:, :16])
+    rows, _ = index.shortlist(head, 200, leaves_to_search=TREE_LEAVES)
+    truth, _ = _exact_topk(q, z, 16, 200)
+    assert _recall(rows, truth) == 1.0
+    # End to end, no rerank: exactly NumPy's top-k at D_s.
+    result = retriever.search_embeddings(
+        q, k=10, shortlist_size=200, rerank_dim=16, leaves_to_search=TREE_LEAVES
+    )
+    top, scores = _exact_topk(q, z, 16, 10)
+    np.testing.assert_array_equal(result.ids, top)
+    np.testing.assert_allclose(result.scores, scores, rtol=1e-5, atol=1e-6)
+    # End to end with rerank at 32: NumPy's shortlist of 200 at 16, reranked at 32.
+    result = retriever.search_embeddings(
+        q, k=10, shortlist_size=200, rerank_dim=32, leaves_to_search=TREE_LEAVES
+    )
+    full = np.take_along_axis(_normalize(q) @ z.T, truth, axis=1)
+    order = np.argsort(-full, axis=1, kind="stable")[:, :10]
+    np.testing.assert_array_equal(result.ids, np.take_along_axis(truth, order, axis=1))
+
+
+def test_recall_grows_with_leaves_to_search(tree_index):
+    index, z, q = tree_index
+    retriever = AdaptiveRetriever(index)
+    truth, _ = _exact_topk(q, z, 16, 10)
+    recalls = []
+    for leaves in (1, 2, 4, 8, 16, TREE_LEAVES):
+        result = retriever.search_embeddings(
+            q, k=10, shortlist_size=50, rerank_dim=16, leaves_to_search=leaves
+        )
+        recalls.append(_recall(result.ids, truth))
+    assert all(b >= a for a, b in zip(recalls, recalls[1:], strict=False)), recalls
+    assert recalls[-1] == 1.0 and recalls[0] < 0.9, recalls  # the knob reaches ScaNN
+    one = retriever.search_embeddings(q, k=10, leaves_to_search=1)
+    every = retriever.search_embeddings(q, k=10, leaves_to_search=TREE_LEAVES)
+    assert not np.array_equal(one.ids, every.ids)
+    # None keeps the index's default num_leaves_to_search (10% of the leaves: 4).
+    default = index.scann_options["num_leaves_to_search"]
+    assert default == 4
+    np.testing.assert_array_equal(
+        retriever.search_embeddings(q, k=10).ids,
+        retriever.search_embeddings(q, k=10, leaves_to_search=default).ids,
+    )
+
+
+def test_plan_records_leaves_to_search(tree_index, exact_index):
+    tree = AdaptiveRetriever(tree_index[0])
+    assert tree.plan(k=5).leaves_to_search is None
+    assert tree.plan(k=5, leaves_to_search=3).leaves_to_search == 3
+    assert tree.plan(k=5, leaves_to_search=np.int64(32)).leaves_to_search == 32
+    single = AdaptiveRetriever(exact_index[0])
+    assert single.plan(k=5, leaves_to_search=1).leaves_to_search == 1
+    ids = single.search_embeddings(exact_index[2], k=5, leaves_to_search=1).ids
+    np.testing.assert_array_equal(ids, single.search_embeddings(exact_index[2], k=5).ids)
+
+
+@pytest.mark.parametrize(
+    "value, error, match",
+    [
+        (
+            0,
+            ValueError,
+            r"Expected 1 <= leaves_to_search <= 32 \(the index's ScaNN leaves\)\. "
+            r"Received: leaves_to_search=0",
+        ),
+        (-1, ValueError, r"1 <= leaves_to_search <= 32 .*Received: leaves_to_search=-1"),
+        (33, ValueError, r"1 <= leaves_to_search <= 32 .*Received: leaves_to_search=33"),
+        (2.5, TypeError, r"int leaves_to_search: 1 <= leaves_to_search <= 32 .*=2\.5"),
+        (True, TypeError, r"int leaves_to_search: .*Received: leaves_to_search=True"),
+        ("3", TypeError, r"int leaves_to_search: .*Received: leaves_to_search='3'"),
+    ],
+)
+def test_bad_leaves_to_search(tree_index, value, error, match):
+    index, _, q = tree_index
+    retriever = AdaptiveRetriever(index)
+    with pytest.raises(error, match=match):
+        retriever.search_embeddings(q, k=5, leaves_to_search=value)
+    with pytest.raises(error, match=match):
+        retriever.plan(k=5, leaves_to_search=value)
+
+
+@pytest.mark.parametrize("value", [0, 2, 32])
+def test_single_leaf_index_accepts_only_one_leaf(exact_index, value):
+    index, _, q = exact_index
+    with pytest.raises(ValueError, match=rf"single ScaNN leaf.*Received: leaves_to_search={value}"):
+        AdaptiveRetriever(index).search_embeddings(q, k=5, leaves_to_search=value)

@@ -251,3 +251,75 @@ def test_reload_swaps_index_without_dropping_requests(local_model, tmp_path):
         )
         assert "mrl_index_reloads_total" in c.get("/metrics").text
     service.close()
+
+
+TREE_LEAVES = 16
+
+
+@pytest.fixture(scope="module")
+def tree_client(local_model, tmp_path_factory):
+    """A service over 2000 random unit vectors in a 16-leaf ScaNN tree (embedding queries)."""
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal((2000, EMBEDDING_DIM)).astype(np.float32)
+    out = build_index(
+        tmp_path_factory.mktemp("svc_tree") / "index",
+        z / np.linalg.norm(z, axis=1, keepdims=True),
+        shortlist_dim=8,
+        model_name=MODEL_NAME,
+        model_version=1,
+        scann_options={"num_leaves": TREE_LEAVES, "reorder_num_neighbors": 2000},
+    )
+    service = SearchService(local_model, out, ServiceConfig(max_batch_size=64))
+    with TestClient(create_app(service)) as c:
+        yield c, AdaptiveRetriever(AdaptiveIndex.load(out))
+    service.close()
+
+
+TREE_QUERIES = np.random.default_rng(4).standard_normal((20, EMBEDDING_DIM)).astype(np.float32)
+
+
+def test_search_leaves_to_search_equals_direct_call(tree_client):
+    client, direct = tree_client
+    ids = {}
+    for leaves in (1, TREE_LEAVES):
+        body = {"embeddings": TREE_QUERIES.tolist(), "k": 10, "leaves_to_search": leaves}
+        response = client.post("/v1/search", json=body)
+        assert response.status_code == 200, response.text
+        ids[leaves] = [r["ids"] for r in response.json()["results"]]
+        expected = direct.search_embeddings(TREE_QUERIES, k=10, leaves_to_search=leaves)
+        assert ids[leaves] == expected.ids.tolist()
+    assert ids[1] != ids[TREE_LEAVES]  # the knob reaches ScaNN through HTTP
+
+
+@pytest.mark.parametrize(
+    "value, match",
+    [
+        (
+            0,
+            "Expected 1 <= leaves_to_search <= 16 (the index's ScaNN leaves). Received: "
+            "leaves_to_search=0",
+        ),
+        (-1, "Received: leaves_to_search=-1"),
+        (TREE_LEAVES + 1, "<= 16 (the index's ScaNN leaves). Received: leaves_to_search=17"),
+        (2.5, "int leaves_to_search: 1 <= leaves_to_search <= 16"),
+        (True, "Received: leaves_to_search=True"),
+        ("3", "Received: leaves_to_search='3'"),
+    ],
+)
+def test_bad_leaves_to_search_is_400(tree_client, value, match):
+    client, _ = tree_client
+    body = {"embeddings": TREE_QUERIES[:2].tolist(), "leaves_to_search": value}
+    response = client.post("/v1/search", json=body)
+    assert response.status_code == 400, response.text
+    assert match in response.json()["error"]
+
+
+def test_single_leaf_service_accepts_only_one_leaf(client):
+    ok = client.post("/v1/search", json={**VALID_SEARCH, "leaves_to_search": 1})
+    assert ok.status_code == 200, ok.text
+    response = client.post("/v1/search", json={**VALID_SEARCH, "leaves_to_search": 2})
+    assert response.status_code == 400
+    assert "single ScaNN leaf" in response.json()["error"]
+    assert "Received: leaves_to_search=2" in response.json()["error"]
+    schema = client.get("/openapi.json").json()
+    assert "leaves_to_search" in json.dumps(schema["paths"]["/v1/search"]["post"]["requestBody"])

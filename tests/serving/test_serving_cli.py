@@ -346,3 +346,57 @@ def test_mrl_serve_process_search_classify_and_sighup_reload(
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="module")
+def tree_files(tmp_path_factory):
+    """A 16-leaf index built by `mrl index build` over 2000 random vectors, plus queries."""
+    root = tmp_path_factory.mktemp("cli_tree")
+    rng = np.random.default_rng(8)
+    np.save(root / "corpus.npy", rng.standard_normal((2000, EMBEDDING_DIM)).astype(np.float32))
+    np.save(root / "queries.npy", rng.standard_normal((5, EMBEDDING_DIM)).astype(np.float32))
+    argv = ["build", "--embeddings", str(root / "corpus.npy"), "--out", str(root / "index")]
+    argv += ["--shortlist-dim", "8", "--scann", "num_leaves=16", "--no-progress"]
+    assert index_main(argv) == 0
+    return root
+
+
+def test_search_leaves_to_search_directly_equals_python(tree_files, capsys):
+    index = AdaptiveIndex.load(tree_files / "index")
+    assert index.scann_options["num_leaves"] == 16
+    retriever = AdaptiveRetriever(index)
+    queries = np.load(tree_files / "queries.npy")
+    capsys.readouterr()
+    found = {}
+    for leaves in (1, 16):
+        argv = ["--index", str(tree_files / "index"), "--embeddings"]
+        argv += [str(tree_files / "queries.npy"), "--k", "10", "--leaves-to-search", str(leaves)]
+        assert search_main(argv) == 0
+        found[leaves] = [r["ids"] for r in _json_lines(capsys.readouterr().out)]
+        expected = retriever.search_embeddings(queries, k=10, leaves_to_search=leaves)
+        assert found[leaves] == expected.ids.tolist()
+    assert found[1] != found[16]
+
+
+@pytest.mark.parametrize(
+    "value, code, match",
+    [
+        ("0", 1, "Expected 1 <= leaves_to_search <= 16 (the index's ScaNN leaves). Received: "),
+        ("-1", 1, "Received: leaves_to_search=-1"),
+        (
+            "17",
+            1,
+            "leaves_to_search <= 16 (the index's ScaNN leaves). Received: leaves_to_search=17",
+        ),
+        ("2.5", 2, "--leaves-to-search: invalid int value: '2.5'"),
+        ("True", 2, "--leaves-to-search: invalid int value: 'True'"),
+    ],
+)
+def test_bad_leaves_to_search_exits_nonzero(tree_files, value, code, match, capsys):
+    argv = ["--index", str(tree_files / "index"), "--embeddings"]
+    argv += [str(tree_files / "queries.npy"), "--leaves-to-search", value]
+    capsys.readouterr()
+    assert search_main(argv) == code
+    captured = capsys.readouterr()
+    assert match in captured.err and "Traceback" not in captured.err
+    assert captured.out == ""
