@@ -342,8 +342,8 @@ class OurAdaptive(_Base):
         ]
         if 200 <= self.db.shape[0]:
             out.append({"D_s": d_s, "K": 200, "funnel": funnel_for(d_s, d)})
-            # ScaNN leaves searched for the shortlist: the index's default is 10% of the leaves
-            # and the retriever does not expose it; sweep it through a search-time override.
+            # ScaNN leaves searched for the shortlist (the index's default is 10% of the
+            # leaves), through the retriever's per-request `leaves_to_search`.
             nl = int(self.retriever.index.scann_options["num_leaves"]) if self.retriever else 1
             for frac in (0.05, 0.2):
                 lv = max(1, round(nl * frac))
@@ -362,15 +362,16 @@ class OurAdaptive(_Base):
 
     def search(self, queries: np.ndarray, config: dict[str, Any]) -> np.ndarray:
         self.retriever.reranker = self.rerankers[config.get("kernel", "native")]
-        self.retriever.index.searcher = _LeavesOverride(self.searcher, config.get("leaves"))
-        if "funnel" in config:
-            result = self.retriever.search_embeddings(
-                queries, K, shortlist_size=config["K"], funnel=config["funnel"]
-            )
-        else:
-            result = self.retriever.search_embeddings(
-                queries, K, shortlist_size=config["K"], rerank_dim=config["D_r"]
-            )
+        stages = (
+            {"funnel": config["funnel"]} if "funnel" in config else {"rerank_dim": config["D_r"]}
+        )
+        result = self.retriever.search_embeddings(
+            queries,
+            K,
+            shortlist_size=config["K"],
+            leaves_to_search=config.get("leaves"),
+            **stages,
+        )
         return np.asarray(result.ids, dtype=np.int64)
 
     def bytes_per_vector(self) -> float:
@@ -404,27 +405,6 @@ class OurAdaptive(_Base):
         self.retriever = None
         self.rerankers = {}
         shutil.rmtree(self.path, ignore_errors=True)
-
-
-class _LeavesOverride:
-    """Wraps a ScaNN searcher so that every search uses `leaves_to_search` (None: default)."""
-
-    def __init__(self, searcher, leaves: int | None):
-        self.searcher, self.leaves = searcher, leaves
-
-    def _with(self, kwargs):
-        if self.leaves is not None:
-            kwargs["leaves_to_search"] = self.leaves
-        return kwargs
-
-    def search_batched(self, queries, **kwargs):
-        return self.searcher.search_batched(queries, **self._with(kwargs))
-
-    def search_batched_parallel(self, queries, **kwargs):
-        return self.searcher.search_batched_parallel(queries, **self._with(kwargs))
-
-    def __getattr__(self, name):
-        return getattr(self.searcher, name)
 
 
 def _funnel_cost(config: dict[str, Any]) -> float:
