@@ -22,12 +22,15 @@ import ctypes.util
 import datetime
 import errno
 import hashlib
+import io
 import json
 import math
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,9 @@ STORE_DTYPES = ("float32", "float16", "bfloat16")
 # On-disk NumPy dtype of each store dtype (NumPy has no bfloat16: its bits are kept as uint16).
 _STORE_NUMPY_DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "uint16"}
 _CHUNK_ROWS = 8192
+# Each chunk is processed in row blocks of about this many bytes of float32, so that the checks,
+# the rounding, the norms, the hash and the write of a block all find it in the L2 cache.
+_BLOCK_BYTES = 1 << 18
 
 
 class IndexIntegrityError(ValueError):
@@ -63,6 +69,30 @@ def to_bfloat16_bits(x: np.ndarray) -> np.ndarray:
     u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
     rounding = ((u >> 16) & 1) + np.uint32(0x7FFF)
     return ((u + rounding) >> 16).astype(np.uint16)
+
+
+# Index of the upper uint16 half within a uint32 viewed as two uint16.
+_HIGH_HALF = 1 if sys.byteorder == "little" else 0
+
+
+def _round_to_bfloat16(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """`from_bfloat16_bits(to_bfloat16_bits(x))` computed in place in `out`, without temporaries.
+
+    Args:
+        x: C-contiguous float32 `(n, k)`.
+        out: uint32 `(n, k)` scratch; on return it holds the rounded float32 bit patterns, whose
+            upper uint16 halves (`out.view(np.uint16)[:, _HIGH_HALF::2]`) are the bfloat16 bits.
+
+    Returns:
+        `out` viewed as float32: the stored values, widened.
+    """
+    u = x.view(np.uint32)
+    np.right_shift(u, 16, out=out)
+    out &= 1
+    out += np.uint32(0x7FFF)
+    out += u  # same wrap-around as to_bfloat16_bits (only for NaN bit patterns)
+    out &= np.uint32(0xFFFF0000)  # == (u + rounding) >> 16 << 16
+    return out.view(np.float32)
 
 
 def from_bfloat16_bits(u: np.ndarray) -> np.ndarray:
@@ -262,6 +292,113 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
+    """The `.npy` header `np.save` and `np.lib.format.open_memmap` write for a C-order array."""
+    header = {
+        "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+        "fortran_order": False,
+        "shape": tuple(int(n) for n in shape),
+    }
+    buffer = io.BytesIO()
+    try:  # numpy picks the oldest format version that can hold the header
+        np.lib.format.write_array_header_1_0(buffer, header)
+    except ValueError:
+        buffer = io.BytesIO()
+        np.lib.format.write_array_header_2_0(buffer, header)
+    return buffer.getvalue()
+
+
+def _write_store(
+    path: Path,
+    embeddings: Any,
+    *,
+    rerank_dim: int,
+    shortlist_dim: int,
+    store_dtype: str,
+    norm_dims: tuple[int, ...],
+    progress: bool,
+) -> tuple[str, np.ndarray, np.ndarray]:
+    """Writes the rerank store `.npy` in one pass over `embeddings` (see `build_index`).
+
+    The file is written with plain writes (the header, then each block's bytes in order) and
+    hashed as it is written, which gives the digest `_sha256(path)` would without reading it
+    back. Norms are those of the stored values (rounded for bfloat16 and float16).
+
+    Returns:
+        `(sha256 hex digest of the file, (count, len(norm_dims)) float32 prefix norms,
+        (count, shortlist_dim) float32 re-normalised shortlist prefixes)`.
+
+    Raises:
+        ValueError: non-finite embeddings.
+    """
+    count = int(embeddings.shape[0])
+    store_np_dtype = np.dtype(_STORE_NUMPY_DTYPES[store_dtype])
+    header = _npy_header(store_np_dtype, (count, rerank_dim))
+    digest = hashlib.sha256(header)
+    norms = np.empty((count, len(norm_dims)), dtype=np.float32)
+    shortlist = np.empty((count, shortlist_dim), dtype=np.float32)
+    # ||z[:m]||^2 for every norm dim m: sums of squares over the segments between consecutive
+    # norm dims (np.add.reduceat), then a cumulative sum over those few segments.
+    segment_starts = np.asarray((0,) + norm_dims[:-1], dtype=np.intp)
+    last = norm_dims[-1]
+    block_rows = max(1, _BLOCK_BYTES // (4 * rerank_dim))
+    squares = np.empty((block_rows, last), dtype=np.float32)
+    scratch = np.empty((block_rows, rerank_dim), dtype=np.uint32)
+    # Two chunk buffers: one is written to the file by a thread while the next one is filled.
+    rows = min(count, _CHUNK_ROWS)
+    buffers = [np.empty((rows, rerank_dim), dtype=store_np_dtype) for _ in range(2)]
+    starts = range(0, count, _CHUNK_ROWS)
+    if progress:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc="index: store", unit="chunk", leave=False)
+    with open(path, "wb") as f, ThreadPoolExecutor(1) as writer:
+        f.write(header)
+        pending = None
+        for i, start in enumerate(starts):
+            stop = min(count, start + _CHUNK_ROWS)
+            chunk = np.asarray(embeddings[start:stop, :rerank_dim], dtype=np.float32)
+            if store_dtype == "float32" and chunk.flags.c_contiguous:
+                out = chunk  # written as is, no copy
+            else:
+                out = buffers[i % 2][: stop - start]  # its previous write finished (below)
+            for offset in range(0, stop - start, block_rows):
+                x = chunk[offset : offset + block_rows]
+                n = x.shape[0]
+                if not np.isfinite(x).all():
+                    raise ValueError(
+                        "Expected finite embeddings. Received NaN or Inf in rows "
+                        f"{start}..{stop - 1}"
+                    )
+                stored = out[offset : offset + n]
+                if store_dtype == "bfloat16":
+                    widened = _round_to_bfloat16(x, scratch[:n])
+                    np.copyto(stored, scratch[:n].view(np.uint16)[:, _HIGH_HALF::2])
+                elif store_dtype == "float16":
+                    np.copyto(stored, x, casting="same_kind")
+                    widened = scratch[:n].view(np.float32)
+                    np.copyto(widened, stored)
+                else:
+                    if out is not chunk:
+                        np.copyto(stored, x)
+                    widened = stored
+                digest.update(stored)  # the file's bytes, in order
+                prefix = widened[:, :last]
+                np.multiply(prefix, prefix, out=squares[:n])
+                sums = np.add.reduceat(squares[:n], segment_starts, axis=1)
+                np.cumsum(sums, axis=1, out=sums)
+                np.sqrt(sums, out=norms[start + offset : start + offset + n])
+            head = chunk[:, :shortlist_dim]
+            head_norm = np.linalg.norm(head, axis=1, keepdims=True)
+            np.divide(head, np.maximum(head_norm, 1e-12), out=shortlist[start:stop])
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(f.write, out)
+        if pending is not None:
+            pending.result()
+    return digest.hexdigest(), norms, shortlist
+
+
 def _fsync_tree(root: Path) -> None:
     for dirpath, _, filenames in os.walk(root):
         for name in filenames:
@@ -434,54 +571,30 @@ def build_index(
     tmp_dir = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp_dir.mkdir()
     try:
-        store = np.lib.format.open_memmap(
+        store_sha256, norms, shortlist = _write_store(
             tmp_dir / RERANK_NAME,
-            mode="w+",
-            dtype=_STORE_NUMPY_DTYPES[store_dtype],
-            shape=(count, rerank_dim),
+            embeddings,
+            rerank_dim=rerank_dim,
+            shortlist_dim=shortlist_dim,
+            store_dtype=store_dtype,
+            norm_dims=norm_dims,
+            progress=progress,
         )
-        norms = np.empty((count, len(norm_dims)), dtype=np.float32)
-        shortlist = np.empty((count, shortlist_dim), dtype=np.float32)
-        cols = np.asarray(norm_dims) - 1
-        starts = range(0, count, _CHUNK_ROWS)
-        if progress:
-            from tqdm import tqdm
-
-            starts = tqdm(starts, desc="index: store", unit="chunk", leave=False)
-        for start in starts:
-            stop = min(count, start + _CHUNK_ROWS)
-            chunk = np.asarray(embeddings[start:stop, :rerank_dim], dtype=np.float32)
-            if not np.isfinite(chunk).all():
-                raise ValueError(
-                    f"Expected finite embeddings. Received NaN or Inf in rows {start}..{stop - 1}"
-                )
-            if store_dtype == "bfloat16":
-                store[start:stop] = to_bfloat16_bits(chunk)
-                stored = from_bfloat16_bits(store[start:stop])
-            else:
-                store[start:stop] = chunk
-                stored = np.asarray(store[start:stop], dtype=np.float32)
-            norms[start:stop] = np.sqrt(np.cumsum(np.square(stored), axis=1)[:, cols])
-            head = chunk[:, :shortlist_dim]
-            head_norm = np.linalg.norm(head, axis=1, keepdims=True)
-            shortlist[start:stop] = head / np.maximum(head_norm, 1e-12)
-        store.flush()
-        del store
         np.save(tmp_dir / NORMS_NAME, norms)
         np.save(tmp_dir / IDS_NAME, ids)
         if progress:
-            import sys
-
             print(f"index: building ScaNN over {count} x {shortlist_dim} ...", file=sys.stderr)
         searcher = _build_searcher(shortlist, options)
         (tmp_dir / SCANN_DIR).mkdir()
         searcher.serialize(str(tmp_dir / SCANN_DIR), relative_path=True)
         del searcher, shortlist
 
+        known = {RERANK_NAME: store_sha256}  # hashed while written: not read back
         files = {
-            p.relative_to(tmp_dir).as_posix(): _sha256(p)
+            name: known.get(name) or _sha256(p)
             for p in sorted(tmp_dir.rglob("*"))
             if p.is_file()
+            for name in [p.relative_to(tmp_dir).as_posix()]
         }
         content = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
         manifest = {

@@ -1,5 +1,7 @@
 """Tests for serving/index.py: build, manifest, checksums, atomic publication, version checks."""
 
+import hashlib
+import io
 import json
 import os
 import signal
@@ -278,3 +280,43 @@ def test_killed_build_leaves_previous_index_intact(tmp_path):
     build_index(out, _corpus(100, 16), shortlist_dim=4, scann_options=EXACT, model_version=3)
     assert not list(tmp_path.glob(".idx.tmp-*"))  # ... are swept by the next build
     assert AdaptiveIndex.load(out).model_version == 3
+
+
+@pytest.mark.parametrize("store_dtype", ["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("rerank_dim, norm_dims", [(None, None), (80, (5, 24, 64, 80))])
+def test_store_norms_and_checksums_match_independent_computation(
+    tmp_path, monkeypatch, store_dtype, rerank_dim, norm_dims
+):
+    # Small chunks and blocks so that the build crosses chunk and (partial) block boundaries.
+    monkeypatch.setattr(index_module, "_CHUNK_ROWS", 1000)
+    monkeypatch.setattr(index_module, "_BLOCK_BYTES", 96 * 4 * 37)
+    x = _corpus(2500, 96, seed=5) * 3.0
+    build_index(
+        tmp_path / "i",
+        x,
+        shortlist_dim=24,  # not a power of two
+        rerank_dim=rerank_dim,
+        store_dtype=store_dtype,
+        prefix_norm_dims=norm_dims,
+        scann_options=EXACT,
+    )
+    manifest = read_manifest(tmp_path / "i")
+    prefix = np.ascontiguousarray(x[:, : manifest["rerank_dim"]])
+    if store_dtype == "bfloat16":
+        expected = index_module.to_bfloat16_bits(prefix)
+        widened = _bfloat16_round(prefix)
+    else:
+        expected = prefix.astype(store_dtype)
+        widened = expected.astype(np.float32)
+    # The store is byte for byte what np.save writes for the expected array.
+    buffer = io.BytesIO()
+    np.save(buffer, expected)
+    assert (tmp_path / "i" / "rerank.npy").read_bytes() == buffer.getvalue()
+    index = AdaptiveIndex.load(tmp_path / "i")
+    assert 24 in index.prefix_norm_dims and manifest["rerank_dim"] in index.prefix_norm_dims
+    for column, m in enumerate(index.prefix_norm_dims):
+        np.testing.assert_allclose(
+            index.prefix_norms[:, column], np.linalg.norm(widened[:, :m], axis=1), rtol=1e-6
+        )
+    for name, digest in manifest["files"].items():
+        assert digest == hashlib.sha256((tmp_path / "i" / name).read_bytes()).hexdigest(), name
