@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -153,6 +154,155 @@ def fashion_mnist_dataset(cache: Path, queries: int, epochs: int = 3, d: int = 6
     ds.name = f"Fashion-MNIST quick MRL model (60,000 x {d}, 10 classes)"
     ds.notes = f"MLP 784-512-{d} + MatryoshkaHead, {epochs} epochs (cached at {path})"
     return ds
+
+
+CJK_SETTINGS = {  # benchmarks/RESULTS.md, "Many-class CJK benchmark (1,000 classes), 6 epochs"
+    "cjk_classes": 1000,
+    "cjk_train_per_class": 20,
+    "cjk_test_per_class": 10,
+    "cjk_image_size": 24,
+    "holdout": 0.05,
+    "backbone": "small_resnet",
+    "d": 512,
+    "width": 16,
+    "stem_stride": 2,
+    "epochs": 6,
+    "batch_size": 64,
+    "learning_rate": 2e-3,
+}
+
+
+def _require_cjk_fonts(fonts: str | None) -> None:
+    """Every face the font set names must be installed (else the data silently changes)."""
+    from mrl_keras.training import cjk
+
+    root = Path(cjk.FONT_ROOT)
+    if fonts in (None, "all"):
+        wanted, script = [p for p, _, _, _ in cjk.FACES], "scripts/setup_cjk.sh"
+    elif fonts == "small":
+        wanted, script = list(cjk.SMALL_FACES), "scripts/setup.sh"
+    else:
+        return  # explicit font files: the builder names any that are missing
+    missing = [p for p in wanted if not (root / p).exists()]
+    if missing:
+        raise SystemExit(
+            f"error: --data cjk needs the Debian CJK fonts: {len(missing)} of {len(wanted)} "
+            f"faces are missing (e.g. {root / missing[0]}). Install them with `bash {script}`."
+        )
+
+
+def cjk_dataset(
+    cache: Path,
+    queries: int,
+    fonts: str | None = None,
+    data_dir: str | None = None,
+    **overrides,
+) -> Dataset:
+    """Embeddings of the many-class CJK benchmark from an MRL model trained here (cached).
+
+    Trains `mrl_keras.training.train` with the settings of the 6-epoch CJK benchmark in
+    benchmarks/RESULTS.md (`CJK_SETTINGS`; `overrides` replace any of them, e.g. for tests),
+    then embeds with the model's `embedding` layer at full d: the database is the train split
+    (the holdout removed), the queries the test split (faces unseen in training), shuffled once
+    with seed 0 so that the first `queries` of them span the classes.
+
+    Args:
+        cache: the benchmark cache; the run directory and the `.npz` go under it, keyed by
+            the settings.
+        queries: number of queries kept.
+        fonts: the CJK font set (`None`/`"all"`: every face of `scripts/setup_cjk.sh`;
+            `"small"`: the four faces of `scripts/setup.sh`).
+        data_dir: where the rendered images are cached (default the builder's).
+    """
+    unknown = set(overrides) - set(CJK_SETTINGS)
+    if unknown:
+        raise ValueError(
+            f"Unknown CJK settings {sorted(unknown)}. Expected some of {sorted(CJK_SETTINGS)}."
+        )
+    s = CJK_SETTINGS | overrides
+    font_set = fonts or "all"
+    key = (
+        f"c{s['cjk_classes']}_tr{s['cjk_train_per_class']}_te{s['cjk_test_per_class']}"
+        f"_px{s['cjk_image_size']}_h{s['holdout']}_{s['backbone']}_d{s['d']}_w{s['width']}"
+        f"_ss{s['stem_stride']}_e{s['epochs']}_b{s['batch_size']}_lr{s['learning_rate']}"
+        f"_{_slug_fonts(font_set)}"
+    )
+    path = cache / f"cjk_mrl_{key}.npz"
+    train_s = None
+    if not path.exists():
+        _require_cjk_fonts(fonts)
+        import keras
+        import tensorflow as tf
+        from mrl_keras.training import TrainConfig, train
+        from mrl_keras.training.train import load_splits
+
+        config = TrainConfig(
+            dataset="cjk",
+            out=str(cache / f"cjk_run_{key}"),  # a killed run resumes from its backup
+            mode="mrl",
+            cjk_fonts=fonts,
+            data_dir=data_dir,
+            verbose=0,
+            **s,
+        )
+        log(f"training an MRL model on the CJK benchmark ({key}) into {config.out} ...")
+        data = load_splits(config)
+        with Timer() as t:
+            summary = train(config, data=data)
+        train_s = t.seconds
+        log(
+            f"  trained in {train_s:.0f} s (fit {summary['train_seconds']} s); test top-1 "
+            + " ".join(f"{m}:{a:.3f}" for m, a in summary["accuracy"].items())
+        )
+        model = keras.saving.load_model(summary["model"], compile=False)
+        embed = keras.Model(model.inputs, model.get_layer("embedding").output)
+        fn = tf.function(lambda x: embed(x, training=False), reduce_retracing=True)
+
+        def run(split):
+            zs, ys = [], []
+            for x, y in split.batch(512).prefetch(2):
+                zs.append(np.asarray(fn(x), np.float32))
+                ys.append(y.numpy())
+            return np.concatenate(zs), np.concatenate(ys).astype(np.int64)
+
+        db, labels = run(data.train)
+        q, ql = run(data.test)
+        order = np.random.default_rng(0).permutation(len(q))
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(
+            tmp,
+            embeddings=db,
+            labels=labels,
+            queries=q[order],
+            query_labels=ql[order],
+            train_seconds=np.float64(train_s),
+            fit_seconds=np.float64(summary["train_seconds"]),
+            test_top1=np.array(json.dumps(summary["accuracy"])),
+        )
+        tmp.replace(path)
+    with np.load(path) as z:
+        fit_s = float(z["fit_seconds"]) if "fit_seconds" in z else float("nan")
+        top1 = json.loads(str(z["test_top1"])) if "test_top1" in z else {}
+    ds = npz_dataset(path, queries)
+    n, d = ds.db.shape
+    ds.name = f"Many-class CJK MRL model ({n:,} x {d}, {s['cjk_classes']:,} classes)"
+    full = top1.get(str(d))
+    ds.notes = (
+        f"small_resnet (width {s['width']}, stem stride {s['stem_stride']}) + MatryoshkaHead, "
+        f"mrl_keras.training on CJK {s['cjk_classes']} classes x {s['cjk_train_per_class']} "
+        f"train / {s['cjk_test_per_class']} test per class ({s['cjk_image_size']} px, "
+        f"{font_set} fonts, test faces unseen), {s['epochs']} epochs, fit {fit_s:.0f} s"
+        + (f", head top-1 @{d} {full:.3f}" if full is not None else "")
+        + f"; db = train split, queries = test split (cached at {path})"
+    )
+    return ds
+
+
+def _slug_fonts(fonts: str) -> str:
+    if fonts in ("all", "small"):
+        return fonts
+    return "f" + hashlib.sha256(fonts.encode()).hexdigest()[:8]
 
 
 def ground_truth(ds: Dataset, cache: Path) -> np.ndarray:

@@ -60,7 +60,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--data",
         default="synthetic",
-        help="synthetic | fashion_mnist | npz:PATH (embeddings+labels[+queries])",
+        help="synthetic | fashion_mnist | cjk (an MRL model trained here on the 1,000-class CJK "
+        "benchmark, cached; needs scripts/setup_cjk.sh) | npz:PATH (embeddings+labels[+queries])",
     )
     p.add_argument("--n", type=int, default=1_000_000, help="synthetic database size")
     p.add_argument("--d", type=int, default=2048, help="synthetic dimension")
@@ -164,12 +165,16 @@ def load_dataset(args) -> rd.Dataset:
         return rd.synthetic_dataset(args.n, args.d, args.classes, args.queries, args.cache)
     if args.data == "fashion_mnist":
         return rd.fashion_mnist_dataset(args.cache, args.queries)
+    if args.data == "cjk":
+        return rd.cjk_dataset(args.cache, args.queries)
     if args.data.startswith("npz:"):
         path = Path(args.data[4:])
         if not path.is_file():
             raise SystemExit(f"error: --data {args.data}: no such file")
         return rd.npz_dataset(path, args.queries)
-    raise SystemExit(f"error: unknown --data {args.data!r} (synthetic | fashion_mnist | npz:PATH)")
+    raise SystemExit(
+        f"error: unknown --data {args.data!r} (synthetic | fashion_mnist | cjk | npz:PATH)"
+    )
 
 
 def time_batched(contender, queries: np.ndarray, config: dict, repeats: int):
