@@ -34,21 +34,31 @@ def from_bfloat16_bits(u: np.ndarray) -> np.ndarray:
 
 
 def quantize_store(store: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """Converts a float32 `(count, D_r)` store chunk by chunk; returns `(codes, scales)`."""
+    """Converts a `(count, D_r)` store chunk by chunk; returns `(codes, scales)`.
+
+    The store is float32, float16, or bfloat16 bit patterns (uint16, the serving index's
+    `store_dtype="bfloat16"`), which are widened to float32 first."""
     count, dim = store.shape
+
+    def rows(s: int) -> np.ndarray:
+        block = np.asarray(store[s : s + _CHUNK])
+        if block.dtype == np.uint16:
+            return from_bfloat16_bits(block)
+        return block.astype(np.float32, copy=False)
+
     if kind == "bfloat16":
         out = np.empty((count, dim), np.uint16)
         for s in range(0, count, _CHUNK):
-            out[s : s + _CHUNK] = to_bfloat16_bits(np.asarray(store[s : s + _CHUNK]))
+            out[s : s + _CHUNK] = to_bfloat16_bits(rows(s))
         return out, None
     if kind == "int8":
         peak = np.zeros(dim, np.float32)
         for s in range(0, count, _CHUNK):
-            np.maximum(peak, np.abs(np.asarray(store[s : s + _CHUNK])).max(axis=0), out=peak)
+            np.maximum(peak, np.abs(rows(s)).max(axis=0), out=peak)
         scales = np.maximum(peak, 1e-30) / 127.0
         out = np.empty((count, dim), np.int8)
         for s in range(0, count, _CHUNK):
-            block = np.asarray(store[s : s + _CHUNK], dtype=np.float32) / scales
+            block = rows(s) / scales
             out[s : s + _CHUNK] = np.clip(np.rint(block), -127, 127)
         return out, scales.astype(np.float32)
     raise ValueError(f"Expected kind 'bfloat16' or 'int8'. Received: {kind!r}")

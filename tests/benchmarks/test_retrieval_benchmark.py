@@ -91,3 +91,23 @@ def test_whole_chunks_of_a_larger_database_are_the_smaller_database():
     large, large_labels = synthetic.generate(300, 8, 5, chunk=64)
     np.testing.assert_array_equal(small, large[:128])
     np.testing.assert_array_equal(small_labels, large_labels[:128])
+
+
+def test_prototype_stores_accept_a_bfloat16_serving_store():
+    """`quantize_store` widens a bfloat16 (uint16 bits) store before re-quantising it."""
+    from benchmarks._ar_prototypes import from_bfloat16_bits, quantize_store, to_bfloat16_bits
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 24)).astype(np.float32)
+    bits = to_bfloat16_bits(x)
+    widened = from_bfloat16_bits(bits)
+    np.testing.assert_allclose(widened, x, rtol=2**-8)
+    for kind in ("bfloat16", "int8"):
+        codes, scales = quantize_store(bits, kind)
+        want_codes, want_scales = quantize_store(widened, kind)
+        np.testing.assert_array_equal(codes, want_codes)
+        if scales is not None:
+            np.testing.assert_array_equal(scales, want_scales)
+    # the int8 codes reconstruct the values to within one quantisation step
+    codes, scales = quantize_store(bits, "int8")
+    assert np.abs(codes * scales - widened).max() <= scales.max() * 0.5 + 1e-6
