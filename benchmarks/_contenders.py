@@ -285,9 +285,11 @@ class OurAdaptive(_Base):
         store_dtype: str = "float32",
         shortlist_sizes: tuple[int, ...] = (100, 200, 400),
         kernels: tuple[str, ...] = (),
+        reorder_dtype: str = "float32",
     ):
         self.db, self.threads, self.shortlist_dim = db, threads, shortlist_dim
         self.store_dtype, self.shortlist_sizes = store_dtype, shortlist_sizes
+        self.reorder_dtype = reorder_dtype
         self.kernels = kernels
         self.path = work_dir / f"ar_index_ds{shortlist_dim}_{store_dtype}"
         self.name = f"AR (mrl_keras.serving, {store_dtype} store)"
@@ -306,10 +308,13 @@ class OurAdaptive(_Base):
                 shortlist_dim=self.shortlist_dim,
                 store_dtype=self.store_dtype,
                 model_name="benchmark",
-                scann_options={"training_threads": self.build_threads},
+                scann_options={
+                    "training_threads": self.build_threads,
+                    "reorder_dtype": self.reorder_dtype,
+                },
             )
         index = AdaptiveIndex.load(self.path, verify=False)
-        index.searcher.set_num_threads(self.threads)
+        index.set_search_threads(self.threads)
         self.searcher = index.searcher
         self.retriever = AdaptiveRetriever(index)
         self.rerankers = {"native": self.retriever.reranker}
@@ -333,23 +338,25 @@ class OurAdaptive(_Base):
         return t.seconds
 
     def configs(self) -> list[dict[str, Any]]:
-        d, d_s = self.db.shape[1], self.shortlist_dim
+        d, d_s, n = self.db.shape[1], self.shortlist_dim, self.db.shape[0]
+        rerank_dims = sorted({d} | {m for m in (d // 8, d // 4) if m >= 2 * d_s})
         out = [
             {"D_s": d_s, "K": size, "D_r": d_r}
             for size in self.shortlist_sizes
-            for d_r in sorted({d, max(d_s * 2, d // 4)})
-            if size <= self.db.shape[0]
+            for d_r in rerank_dims
+            if size <= n
         ]
-        if 200 <= self.db.shape[0]:
+        if 200 <= n:
             out.append({"D_s": d_s, "K": 200, "funnel": funnel_for(d_s, d)})
             # ScaNN leaves searched for the shortlist (the index's default is 10% of the
             # leaves), through the retriever's per-request `leaves_to_search`.
             nl = int(self.retriever.index.scann_options["num_leaves"]) if self.retriever else 1
-            for frac in (0.05, 0.2):
-                lv = max(1, round(nl * frac))
-                if nl > 1:
-                    out.append({"D_s": d_s, "K": 200, "D_r": d, "leaves": lv})
-                    out.append({"D_s": d_s, "K": 200, "leaves": lv, "funnel": funnel_for(d_s, d)})
+            leaves = sorted({max(1, round(nl * f)) for f in (0.035, 0.05, 0.07, 0.2)})
+            for lv in leaves if nl > 1 else ():
+                for size in (100, 200):
+                    for d_r in rerank_dims[:2]:
+                        out.append({"D_s": d_s, "K": size, "D_r": d_r, "leaves": lv})
+                out.append({"D_s": d_s, "K": 200, "leaves": lv, "funnel": funnel_for(d_s, d)})
         variants = [dict(c, kernel=kind) for kind in self.kernels for c in out]
         return out + variants
 
@@ -384,8 +391,8 @@ class OurAdaptive(_Base):
         return (n * config["D_s"] + config["K"] * config["D_r"]) / 1e6
 
     def bytes_touched(self, config: dict[str, Any]) -> float:
-        """Shortlist (AH codes of the searched leaves, float32 reordering of 2K at D_s) plus the
-        rerank store bytes of each stage's survivors (prefix slices only)."""
+        """Shortlist (AH codes of the searched leaves, reordering of max(K, reorder) rows at
+        D_s) plus the rerank store bytes of each stage's survivors (prefix slices only)."""
         n, d_s = self.db.shape[0], config["D_s"]
         opts = self.retriever.index.scann_options
         nl = int(opts["num_leaves"])
@@ -393,7 +400,10 @@ class OurAdaptive(_Base):
         per_dim = {"bfloat16": 2, "int8": 1}.get(config.get("kernel"), 4)
         if self.store_dtype in ("float16", "bfloat16") and "kernel" not in config:
             per_dim = 2
-        shortlist = n * lv / nl * d_s / 4 + 2 * config["K"] * d_s * 4
+        code_bytes = d_s / int(opts["dims_per_block"]) / 2  # one 4-bit code per block
+        reordered = max(config["K"], int(opts["reorder_num_neighbors"]))
+        reorder_bytes = {"float32": 4, "bfloat16": 2, "int8": 1}[opts.get("reorder_dtype", "float32")]
+        shortlist = n * lv / nl * code_bytes + reordered * d_s * reorder_bytes
         stages = config.get("funnel") or [(config["D_r"], K)]
         survivors, done, rerank = config["K"], 0, 0.0
         for dim, size in stages:

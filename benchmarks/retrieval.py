@@ -87,6 +87,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="dtype of the AR rerank store",
     )
     p.add_argument(
+        "--ar-reorder-dtype",
+        default="float32",
+        choices=("float32", "bfloat16", "int8"),
+        help="dtype of the AR index's ScaNN shortlist reordering (scann_options reorder_dtype)",
+    )
+    p.add_argument(
         "--ar-kernels",
         default="bfloat16,int8",
         help="prototype rerank stores also measured on each AR index ('' for none)",
@@ -220,7 +226,15 @@ def _make_contenders(method: str, ds: rd.Dataset, args, work: Path) -> list:
     if method == "ar":
         kernels = tuple(k for k in args.ar_kernels.split(",") if k)
         return [
-            ct.OurAdaptive(ds.db, t, m, work, store_dtype=args.ar_store, kernels=kernels)
+            ct.OurAdaptive(
+                ds.db,
+                t,
+                m,
+                work,
+                store_dtype=args.ar_store,
+                kernels=kernels,
+                reorder_dtype=args.ar_reorder_dtype,
+            )
             for m in dims
         ]
     if method == "ar-fused":

@@ -182,6 +182,11 @@ def test_model_version_mismatch_names_both(built):
         ({"shortlist_dim": 8, "store_dtype": "int8"}, ValueError, "store_dtype"),
         ({"shortlist_dim": 8, "scann_options": {"leaves": 3}}, ValueError, "Unknown ScaNN option"),
         ({"shortlist_dim": 8, "scann_options": {"num_leaves": 0}}, ValueError, "positive int"),
+        (
+            {"shortlist_dim": 8, "scann_options": {"reorder_dtype": "float16"}},
+            ValueError,
+            r"Expected reorder_dtype in \('float32', 'bfloat16', 'int8'\). Received: 'float16'",
+        ),
     ],
 )
 def test_build_rejects_bad_arguments(tmp_path, kwargs, error, match):
@@ -211,6 +216,56 @@ def test_defaults_scale_with_count():
     assert small["num_leaves"] == 1
     assert large["num_leaves"] == 1000 and large["num_leaves_to_search"] == 100
     assert large["training_sample_size"] == 100_000
+
+
+def test_default_dims_per_block_and_reorder():
+    assert default_scann_options(1_000_000, 32)["dims_per_block"] == 1
+    assert default_scann_options(1_000_000, 64)["dims_per_block"] == 1
+    assert default_scann_options(1_000_000, 128)["dims_per_block"] == 2
+    options = default_scann_options(1_000_000, 32, shortlist_size=150)
+    assert options["reorder_num_neighbors"] == 150 and options["reorder_dtype"] == "float32"
+
+
+@pytest.mark.parametrize("reorder_dtype", ["bfloat16", "int8"])
+def test_compact_reorder_keeps_the_exact_neighbours(tmp_path, reorder_dtype):
+    """A bfloat16/int8 shortlist reorder is recorded and still finds the NumPy exact top-10
+    (single leaf, every point reordered) up to near-ties, with approximately cosine scores."""
+    x, q = _corpus(3000, 32), _corpus(20, 32, seed=1)
+    out = build_index(
+        tmp_path / "i",
+        x,
+        shortlist_dim=32,
+        scann_options=dict(EXACT, reorder_dtype=reorder_dtype),
+    )
+    index = AdaptiveIndex.load(out)
+    assert index.scann_options["reorder_dtype"] == reorder_dtype
+    assert read_manifest(out)["scann"]["reorder_dtype"] == reorder_dtype
+    rows, scores = index.shortlist(q, 10)
+    exact = q @ x.T
+    want = np.argsort(-exact, axis=1)[:, :10]
+    overlap = np.mean([len(np.intersect1d(a, b)) / 10 for a, b in zip(rows, want, strict=True)])
+    assert overlap >= 0.9
+    tol = 0.01 if reorder_dtype == "bfloat16" else 0.05
+    np.testing.assert_allclose(scores, np.take_along_axis(exact, rows, axis=1), atol=tol)
+
+
+def test_search_threads(built):
+    out, x = built
+    index = AdaptiveIndex.load(out)
+    q = _corpus(100, x.shape[1], seed=2)[:, :8]
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    default = index.shortlist(q, 10)
+    for threads in (1, 2):
+        index.set_search_threads(threads)
+        assert index.search_threads == threads
+        rows, scores = index.shortlist(q, 10)
+        np.testing.assert_array_equal(rows, default[0])
+        np.testing.assert_allclose(scores, default[1], rtol=1e-6)
+    index.set_search_threads(None)
+    assert index.search_threads is None
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match=r"threads to be None or an int >= 1. Received"):
+            index.set_search_threads(bad)
 
 
 def test_embeddings_files(tmp_path):
