@@ -328,12 +328,35 @@ def _npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
     return buffer.getvalue()
 
 
+def _shortlist_prefixes(embeddings: Any, shortlist_dim: int) -> np.ndarray:
+    """The re-normalised `z[:shortlist_dim]` ScaNN indexes, `(count, shortlist_dim)` float32.
+
+    A pass of its own (before the store's) so that ScaNN can build while the store is written.
+    Reading only the first columns of a memory-mapped file still maps its pages, which the
+    store pass then finds mapped: the extra cost is small (0.1 s of 1.6 s at 1M x 2048).
+
+    Raises:
+        ValueError: non-finite values in the prefix (the store pass checks the rest).
+    """
+    count = int(embeddings.shape[0])
+    shortlist = np.empty((count, shortlist_dim), dtype=np.float32)
+    for start in range(0, count, _CHUNK_ROWS):
+        stop = min(count, start + _CHUNK_ROWS)
+        head = np.asarray(embeddings[start:stop, :shortlist_dim], dtype=np.float32)
+        if not np.isfinite(head).all():
+            raise ValueError(
+                f"Expected finite embeddings. Received NaN or Inf in rows {start}..{stop - 1}"
+            )
+        head_norm = np.linalg.norm(head, axis=1, keepdims=True)
+        np.divide(head, np.maximum(head_norm, 1e-12), out=shortlist[start:stop])
+    return shortlist
+
+
 def _write_store(
     path: Path,
     embeddings: Any,
     *,
     rerank_dim: int,
-    shortlist_dim: int,
     store_dtype: str,
     norm_dims: tuple[int, ...],
     progress: bool,
@@ -345,8 +368,7 @@ def _write_store(
     back. Norms are those of the stored values (rounded for bfloat16 and float16).
 
     Returns:
-        `(sha256 hex digest of the file, (count, len(norm_dims)) float32 prefix norms,
-        (count, shortlist_dim) float32 re-normalised shortlist prefixes)`.
+        `(sha256 hex digest of the file, (count, len(norm_dims)) float32 prefix norms)`.
 
     Raises:
         ValueError: non-finite embeddings.
@@ -356,7 +378,6 @@ def _write_store(
     header = _npy_header(store_np_dtype, (count, rerank_dim))
     digest = hashlib.sha256(header)
     norms = np.empty((count, len(norm_dims)), dtype=np.float32)
-    shortlist = np.empty((count, shortlist_dim), dtype=np.float32)
     # ||z[:m]||^2 for every norm dim m: sums of squares over the segments between consecutive
     # norm dims (np.add.reduceat), then a cumulative sum over those few segments.
     segment_starts = np.asarray((0,) + norm_dims[:-1], dtype=np.intp)
@@ -408,15 +429,12 @@ def _write_store(
                 sums = np.add.reduceat(squares[:n], segment_starts, axis=1)
                 np.cumsum(sums, axis=1, out=sums)
                 np.sqrt(sums, out=norms[start + offset : start + offset + n])
-            head = chunk[:, :shortlist_dim]
-            head_norm = np.linalg.norm(head, axis=1, keepdims=True)
-            np.divide(head, np.maximum(head_norm, 1e-12), out=shortlist[start:stop])
             if pending is not None:
                 pending.result()
             pending = writer.submit(f.write, out)
         if pending is not None:
             pending.result()
-    return digest.hexdigest(), norms, shortlist
+    return digest.hexdigest(), norms
 
 
 def _fsync_tree(root: Path) -> None:
@@ -591,20 +609,29 @@ def build_index(
     tmp_dir = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp_dir.mkdir()
     try:
-        store_sha256, norms, shortlist = _write_store(
-            tmp_dir / RERANK_NAME,
-            embeddings,
-            rerank_dim=rerank_dim,
-            shortlist_dim=shortlist_dim,
-            store_dtype=store_dtype,
-            norm_dims=norm_dims,
-            progress=progress,
-        )
-        np.save(tmp_dir / NORMS_NAME, norms)
-        np.save(tmp_dir / IDS_NAME, ids)
+        shortlist = _shortlist_prefixes(embeddings, shortlist_dim)
         if progress:
             print(f"index: building ScaNN over {count} x {shortlist_dim} ...", file=sys.stderr)
-        searcher = _build_searcher(shortlist, options)
+        # ScaNN's build releases the GIL: it runs in a thread while the store is written (at 1M x
+        # 2048 this saves about a third of the wall time on 2 cores). On an error in the store
+        # pass the build is waited for (it cannot be cancelled), then the error is raised.
+        with ThreadPoolExecutor(1) as pool:
+            scann_build = pool.submit(_build_searcher, shortlist, options)
+            try:
+                store_sha256, norms = _write_store(
+                    tmp_dir / RERANK_NAME,
+                    embeddings,
+                    rerank_dim=rerank_dim,
+                    store_dtype=store_dtype,
+                    norm_dims=norm_dims,
+                    progress=progress,
+                )
+            finally:
+                searcher = scann_build.result() if scann_build.exception() is None else None
+            if searcher is None:
+                raise scann_build.exception()
+        np.save(tmp_dir / NORMS_NAME, norms)
+        np.save(tmp_dir / IDS_NAME, ids)
         (tmp_dir / SCANN_DIR).mkdir()
         searcher.serialize(str(tmp_dir / SCANN_DIR), relative_path=True)
         del searcher, shortlist

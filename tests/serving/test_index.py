@@ -207,6 +207,11 @@ def test_build_rejects_bad_data(tmp_path):
     bad[3, 2] = np.nan
     with pytest.raises(ValueError, match="finite"):
         build_index(tmp_path / "i", bad, shortlist_dim=4)
+    # beyond the shortlist prefix: found by the store pass while ScaNN builds in a thread
+    bad = x.copy()
+    bad[97, 20] = np.inf
+    with pytest.raises(ValueError, match=r"finite embeddings. Received NaN or Inf in rows 0\.\.99"):
+        build_index(tmp_path / "i", bad, shortlist_dim=4)
     assert not (tmp_path / "i").exists()
     assert not list(tmp_path.glob(".i.tmp-*"))
 
