@@ -141,7 +141,7 @@ class ScannFull(_Base):
 
     def configs(self) -> list[dict[str, Any]]:
         nl = self.num_leaves
-        fractions = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32)
+        fractions = (0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.16, 0.32)
         leaves = sorted({max(1, min(nl, round(nl * f))) for f in fractions})
         return [
             {"num_leaves": nl, "leaves_to_search": lv, "reorder": r}
