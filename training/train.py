@@ -225,7 +225,10 @@ def _train_one(
     if os.path.exists(meta_path):
         with open(meta_path) as f:
             done = json.load(f).get("epoch", 0)
-        _log(f"{label}: resuming from backup at epoch {done + 1}/{epochs}")
+        if done >= epochs:  # a finished run's backup (kept: delete_checkpoint=False)
+            _log(f"{label}: the backup already holds all {epochs} epochs; nothing left to train")
+        else:
+            _log(f"{label}: resuming from backup at epoch {done + 1}/{epochs}")
     callbacks = [
         # Progress and history first: a run killed right after its backup has logged the epoch.
         _EpochProgress(label, epochs),

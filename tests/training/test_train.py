@@ -184,3 +184,18 @@ def test_kill_after_epoch_one_and_resume(tmp_path):
     assert summary["steps"] == 3 * 24  # the same total steps as an uninterrupted run
     rows = (out / "history.csv").read_text().strip().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2"]
+
+    # a third run of the finished command trains nothing and says so (not "epoch 4/3")
+    third = subprocess.run(
+        mrl_command(*args),
+        cwd=REPO,
+        env=subprocess_env(),
+        text=True,
+        capture_output=True,
+        timeout=240,
+    )
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert "already holds all 3 epochs; nothing left to train" in third.stdout
+    assert "epoch 4/3" not in third.stdout and "loss=" not in third.stdout
+    rows = (out / "history.csv").read_text().strip().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2"]
