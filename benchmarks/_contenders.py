@@ -294,7 +294,6 @@ class OurAdaptive(_Base):
         self.path = work_dir / f"ar_index_ds{shortlist_dim}_{store_dtype}"
         self.name = f"AR (mrl_keras.serving, {store_dtype} store)"
         self.retriever = None
-        self.searcher = None
         self.rerankers: dict[str, Any] = {}
         self.extra: dict[str, dict[str, float]] = {}
 
@@ -315,7 +314,6 @@ class OurAdaptive(_Base):
             )
         index = AdaptiveIndex.load(self.path, verify=False)
         index.set_search_threads(self.threads)
-        self.searcher = index.searcher
         self.retriever = AdaptiveRetriever(index)
         self.rerankers = {"native": self.retriever.reranker}
         base_bytes = dir_bytes(self.path)
