@@ -19,11 +19,6 @@ TINY = {
 
 
 def test_cjk_dataset_trains_embeds_and_caches(tmp_path, monkeypatch):
-    pytest.importorskip("fontTools")
-    try:
-        _retrieval_data._require_cjk_fonts("small")
-    except SystemExit as e:
-        pytest.skip(str(e))
     cache = tmp_path / "cache"
     data_dir = str(tmp_path / "cjk")
     ds = _retrieval_data.cjk_dataset(cache, 10, fonts="small", data_dir=data_dir, **TINY)

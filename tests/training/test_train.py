@@ -168,15 +168,19 @@ def test_kill_after_epoch_one_and_resume(tmp_path):
     assert not (out / "model.keras").exists()
     assert "epoch 1/3" in first and "epoch 3/3" not in first
 
-    again = subprocess.run(
-        mrl_command(*args),
-        cwd=REPO,
-        env=subprocess_env(),
-        text=True,
-        capture_output=True,
-        timeout=240,
-    )
-    assert again.returncode == 0, again.stderr[-3000:]
+    def rerun():
+        done = subprocess.run(
+            mrl_command(*args),
+            cwd=REPO,
+            env=subprocess_env(),
+            text=True,
+            capture_output=True,
+            timeout=240,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done
+
+    again = rerun()
     log = again.stdout
     assert "resuming from backup at epoch 2/3" in log
     assert "epoch 1/3" not in log and "epoch 2/3" in log and "epoch 3/3" in log
@@ -186,15 +190,7 @@ def test_kill_after_epoch_one_and_resume(tmp_path):
     assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2"]
 
     # a third run of the finished command trains nothing and says so (not "epoch 4/3")
-    third = subprocess.run(
-        mrl_command(*args),
-        cwd=REPO,
-        env=subprocess_env(),
-        text=True,
-        capture_output=True,
-        timeout=240,
-    )
-    assert third.returncode == 0, third.stderr[-3000:]
+    third = rerun()
     assert "already holds all 3 epochs; nothing left to train" in third.stdout
     assert "epoch 4/3" not in third.stdout and "loss=" not in third.stdout
     rows = (out / "history.csv").read_text().strip().splitlines()
