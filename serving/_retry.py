@@ -18,13 +18,18 @@ T = TypeVar("T")
 
 class RetryPolicy:
     """Args:
-    max_retries: int. Retries after the first attempt (UNAVAILABLE only).
+    max_retries: int. Retries after the first attempt (UNAVAILABLE only). The default 6
+        sleeps at least 1.275 s in all (jitter keeps half of each backoff), longer than the gRPC
+        channel's 1 s maximum reconnect backoff: after a server restart some retry comes after
+        the channel's next connection attempt. With 4 (0.375 s at least) every retry could fail
+        fast while the channel waited to reconnect, well inside a 10 s deadline (a CI flake of
+        the resilience test).
     initial_backoff_s: float. First backoff; doubles per retry.
     max_backoff_s: float. Cap on one backoff.
     """
 
     def __init__(
-        self, max_retries: int = 4, initial_backoff_s: float = 0.05, max_backoff_s: float = 1.0
+        self, max_retries: int = 6, initial_backoff_s: float = 0.05, max_backoff_s: float = 1.0
     ):
         if max_retries < 0:
             raise ValueError(f"Expected max_retries >= 0. Received: max_retries={max_retries}")

@@ -69,7 +69,7 @@ class TFServingGrpc(ModelBackend):
         version: int or None. Pin a version. Defaults to the latest.
         label: str or None. Pin a version label instead.
         timeout: float. Default deadline per call, in seconds.
-        retry: `RetryPolicy` or None. Defaults to 4 retries, 50 ms doubling to 1 s.
+        retry: `RetryPolicy` or None. Defaults to 6 retries, 50 ms doubling to 1 s.
         required_signatures: iterable of str. Checked at start-up with `embed_{m}`.
         check: bool. Read the signatures at construction (fails fast when the model is
             missing or lacks signatures). Defaults to True.
