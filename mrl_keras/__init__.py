@@ -5,6 +5,7 @@ from mrl_keras.matryoshka_accuracy import MatryoshkaAccuracy, matryoshka_metrics
 from mrl_keras.matryoshka_contrastive_loss import MatryoshkaContrastiveLoss
 from mrl_keras.matryoshka_head import MatryoshkaHead
 from mrl_keras.matryoshka_loss import MatryoshkaLoss
+from mrl_keras.matryoshka_prefix_loss import MatryoshkaPrefixLoss
 from mrl_keras.nesting import nesting_dims, validate_nesting_dims, validate_nesting_weights
 from mrl_keras.prefixes import l2_normalize, normalize_prefixes, truncate
 from mrl_keras.version import __version__
@@ -14,6 +15,7 @@ __all__ = [
     "MatryoshkaContrastiveLoss",
     "MatryoshkaHead",
     "MatryoshkaLoss",
+    "MatryoshkaPrefixLoss",
     "__version__",
     "calibrate_cascade",
     "cascade_predict",
