@@ -222,6 +222,9 @@ class DemoRun:
         from mrl_keras.demo.cascade_eval import cascade_curve
         from mrl_keras.export import head_probabilities
 
+        import mrl_keras
+
+        mrl_keras.register_keras_objects()  # the .keras file holds a MatryoshkaHead
         run_dir = self.runs["MRL"]
         self.model = keras.saving.load_model(os.path.join(run_dir, "model.keras"), compile=False)
         with np.load(os.path.join(run_dir, "holdout.npz")) as holdout:

@@ -162,7 +162,9 @@ def _run(args: argparse.Namespace) -> int:
         )
     from mrl_keras.export.saved_model import export_saved_model
 
-    import mrl_keras  # noqa: F401  (registers MatryoshkaHead for deserialisation)
+    import mrl_keras
+
+    mrl_keras.register_keras_objects()  # the .keras file holds a MatryoshkaHead
 
     _say(f"loading {args.model}")
     try:

@@ -1,15 +1,22 @@
-"""mrl_keras: Matryoshka Representation Learning for Keras 3."""
+"""mrl_keras: Matryoshka Representation Learning for Keras 3.
 
-from mrl_keras.cascade import calibrate_cascade, cascade_predict
-from mrl_keras.fine_tune import embedding_model, matryoshka_fine_tune, truncated_embedder
-from mrl_keras.matryoshka_accuracy import MatryoshkaAccuracy, matryoshka_metrics
-from mrl_keras.matryoshka_contrastive_loss import MatryoshkaContrastiveLoss
-from mrl_keras.matryoshka_head import MatryoshkaHead
-from mrl_keras.matryoshka_loss import MatryoshkaLoss
-from mrl_keras.matryoshka_prefix_loss import MatryoshkaPrefixLoss
-from mrl_keras.nesting import nesting_dims, validate_nesting_dims, validate_nesting_weights
-from mrl_keras.prefix_embedding import PrefixEmbedding
-from mrl_keras.prefixes import l2_normalize, normalize_prefixes, truncate
+The public names below are imported lazily (module `__getattr__`), so `import mrl_keras` and
+`import mrl_keras.export.metadata` or `import mrl_keras.serving` load neither Keras nor
+TensorFlow until a Keras object is used.
+
+Keras finds the package's layers, losses and metrics when `keras.saving.load_model` reads a
+`.keras` file only once their modules are imported. `import mrl_keras` registers them at once
+when Keras is already imported (the usual `import keras` first, then `import mrl_keras`);
+otherwise call `mrl_keras.register_keras_objects()` (or use any Keras object of the package)
+before loading.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
 from mrl_keras.version import __version__
 
 __all__ = [
@@ -28,8 +35,64 @@ __all__ = [
     "matryoshka_metrics",
     "nesting_dims",
     "normalize_prefixes",
+    "register_keras_objects",
     "truncate",
     "truncated_embedder",
     "validate_nesting_dims",
     "validate_nesting_weights",
 ]
+
+_LAZY = {
+    "MatryoshkaAccuracy": "mrl_keras.matryoshka_accuracy",
+    "matryoshka_metrics": "mrl_keras.matryoshka_accuracy",
+    "MatryoshkaContrastiveLoss": "mrl_keras.matryoshka_contrastive_loss",
+    "MatryoshkaHead": "mrl_keras.matryoshka_head",
+    "MatryoshkaLoss": "mrl_keras.matryoshka_loss",
+    "MatryoshkaPrefixLoss": "mrl_keras.matryoshka_prefix_loss",
+    "PrefixEmbedding": "mrl_keras.prefix_embedding",
+    "embedding_model": "mrl_keras.fine_tune",
+    "matryoshka_fine_tune": "mrl_keras.fine_tune",
+    "truncated_embedder": "mrl_keras.fine_tune",
+    "MatryoshkaPrefixLoss": "mrl_keras.matryoshka_prefix_loss",
+    "PrefixEmbedding": "mrl_keras.prefix_embedding",
+    "embedding_model": "mrl_keras.fine_tune",
+    "matryoshka_fine_tune": "mrl_keras.fine_tune",
+    "truncated_embedder": "mrl_keras.fine_tune",
+    "calibrate_cascade": "mrl_keras.cascade",
+    "cascade_predict": "mrl_keras.cascade",
+    "nesting_dims": "mrl_keras.nesting",
+    "validate_nesting_dims": "mrl_keras.nesting",
+    "validate_nesting_weights": "mrl_keras.nesting",
+    "l2_normalize": "mrl_keras.prefixes",
+    "normalize_prefixes": "mrl_keras.prefixes",
+    "truncate": "mrl_keras.prefixes",
+}
+
+def register_keras_objects() -> None:
+    """Imports the package's core modules, which registers its Keras layers, losses and metrics.
+
+    Call it before `keras.saving.load_model` reads a `.keras` file holding a `MatryoshkaHead`
+    (or a model compiled with a Matryoshka loss or metric) when nothing of the package has been
+    used yet in the process. Idempotent and cheap after the first call.
+    """
+    import pkgutil
+
+    for module in pkgutil.iter_modules(__path__):
+        if not module.ispkg:
+            importlib.import_module(f"{__name__}.{module.name}")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mrl_keras' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if "keras" in sys.modules:
+    register_keras_objects()

@@ -1,9 +1,9 @@
 """The `mrl` command: a thin dispatcher to each package's own entry point.
 
-Subcommand modules are imported lazily, so a subcommand pays only for what it uses. (Importing
-`mrl_keras` itself loads Keras, so that its layers are registered for `.keras` loading; `mrl
---help` therefore takes a few seconds, most of it the Keras import.) Each entry point is `main(argv: list[str]) -> int` and parses its
-own flags (so `mrl train --help` is owned by the training package).
+Subcommand modules are imported lazily, so a subcommand pays only for what it uses; `mrl --help`
+and `mrl <command> --help` load neither Keras nor TensorFlow (tests/mrl_keras/test_import_weight.py
+pins that). Each entry point is `main(argv: list[str]) -> int` and parses its own flags (so
+`mrl train --help` is owned by the training package).
 """
 
 from __future__ import annotations

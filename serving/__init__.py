@@ -3,49 +3,17 @@ REST), a TF-Serving-compatible development server, the ScaNN adaptive index and 
 cascade classifier client and the HTTP service (installed as `mrl_keras.serving`).
 
 May import TensorFlow, tensorflow-serving-api and ScaNN; reads export's metadata format; never
-imports `training`.
+imports `training`. The names below are imported lazily (module `__getattr__`), so
+`import mrl_keras.serving` loads none of TensorFlow, Keras, FastAPI or gRPC until a name is used.
 """
 
-from mrl_keras.serving._retry import RetryPolicy
-from mrl_keras.serving.backend import (
-    CascadeResult,
-    ClassifyResult,
-    EmbedResult,
-    ModelBackend,
-    ModelInfo,
-    ModelStatus,
-    SignatureSpec,
-    TensorInfo,
-    VersionStatus,
-)
-from mrl_keras.serving.cascade_client import CascadeClassification, CascadeClassifier
-from mrl_keras.serving.errors import (
-    BackendError,
-    DeadlineExceeded,
-    FailedPrecondition,
-    Internal,
-    InvalidInput,
-    NotFound,
-    ResourceExhausted,
-    Unavailable,
-    Unimplemented,
-)
-from mrl_keras.serving.index import (
-    AdaptiveIndex,
-    IndexIntegrityError,
-    ModelVersionMismatchError,
-    build_index,
-    default_scann_options,
-)
-from mrl_keras.serving.local_model import LocalModel
-from mrl_keras.serving.model_server import ModelServer
-from mrl_keras.serving.retriever import AdaptiveRetriever, SearchResult
-from mrl_keras.serving.service import SearchService, ServiceConfig, create_app
-from mrl_keras.serving.tf_serving_grpc import TFServingGrpc
-from mrl_keras.serving.tf_serving_rest import TFServingRest
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = [
-    # model backends, errors and the dev model server (issue 5)
+    # model backends, errors and the dev model server
     "BackendError",
     "CascadeResult",
     "ClassifyResult",
@@ -69,7 +37,7 @@ __all__ = [
     "Unavailable",
     "Unimplemented",
     "VersionStatus",
-    # index and retriever (issue 6)
+    # index and retriever
     "AdaptiveIndex",
     "AdaptiveRetriever",
     "IndexIntegrityError",
@@ -77,10 +45,78 @@ __all__ = [
     "SearchResult",
     "build_index",
     "default_scann_options",
-    # cascade client and HTTP service (issue 6)
+    # cascade client and HTTP service
     "CascadeClassification",
     "CascadeClassifier",
     "SearchService",
     "ServiceConfig",
     "create_app",
 ]
+
+_BACKEND = "mrl_keras.serving.backend"
+_ERRORS = "mrl_keras.serving.errors"
+_INDEX = "mrl_keras.serving.index"
+_LAZY = {
+    "RetryPolicy": "mrl_keras.serving._retry",
+    **dict.fromkeys(
+        [
+            "CascadeResult",
+            "ClassifyResult",
+            "EmbedResult",
+            "ModelBackend",
+            "ModelInfo",
+            "ModelStatus",
+            "SignatureSpec",
+            "TensorInfo",
+            "VersionStatus",
+        ],
+        _BACKEND,
+    ),
+    **dict.fromkeys(
+        [
+            "BackendError",
+            "DeadlineExceeded",
+            "FailedPrecondition",
+            "Internal",
+            "InvalidInput",
+            "NotFound",
+            "ResourceExhausted",
+            "Unavailable",
+            "Unimplemented",
+        ],
+        _ERRORS,
+    ),
+    **dict.fromkeys(
+        [
+            "AdaptiveIndex",
+            "IndexIntegrityError",
+            "ModelVersionMismatchError",
+            "build_index",
+            "default_scann_options",
+        ],
+        _INDEX,
+    ),
+    "CascadeClassification": "mrl_keras.serving.cascade_client",
+    "CascadeClassifier": "mrl_keras.serving.cascade_client",
+    "LocalModel": "mrl_keras.serving.local_model",
+    "ModelServer": "mrl_keras.serving.model_server",
+    "AdaptiveRetriever": "mrl_keras.serving.retriever",
+    "SearchResult": "mrl_keras.serving.retriever",
+    "SearchService": "mrl_keras.serving.service",
+    "ServiceConfig": "mrl_keras.serving.service",
+    "create_app": "mrl_keras.serving.service",
+    "TFServingGrpc": "mrl_keras.serving.tf_serving_grpc",
+    "TFServingRest": "mrl_keras.serving.tf_serving_rest",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mrl_keras.serving' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -255,10 +255,12 @@ def _read_token(path: str | None) -> str | None:
 
 
 def _serve(argv: list[str]) -> int:
+    args = _serve_parser().parse_args(argv)
+
     import uvicorn
+
     from mrl_keras.serving.service import SearchService, ServiceConfig, create_app
 
-    args = _serve_parser().parse_args(argv)
     for name in ("max_body_bytes", "max_batch_size", "workers"):
         if getattr(args, name) < 1:
             raise _Exit(2, f"--{name.replace('_', '-')} must be >= 1")

@@ -36,11 +36,6 @@ from typing import Any
 
 import numpy as np
 
-try:
-    from scann.scann_ops.py import scann_ops_pybind
-except ImportError:  # pragma: no cover - scann is a hard dependency, but keep the hint clear
-    scann_ops_pybind = None
-
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 SCANN_DIR = "scann"
@@ -103,10 +98,14 @@ def from_bfloat16_bits(u: np.ndarray) -> np.ndarray:
 
 
 def _require_scann():
-    if scann_ops_pybind is None:
+    # Imported on first use: the scann package imports TensorFlow (and with it Keras), which
+    # reading a manifest or the rerank store does not need.
+    try:
+        from scann.scann_ops.py import scann_ops_pybind
+    except ImportError as e:  # pragma: no cover - scann is a hard dependency
         raise ImportError(
             "The adaptive index needs ScaNN. Install it with `pip install scann==1.4.2`."
-        )
+        ) from e
     return scann_ops_pybind
 
 

@@ -1,7 +1,9 @@
 """Training for Matryoshka models: data pipelines, backbones, strategy selection, the fit
 program and evaluation of representations (installed as `mrl_keras.training`).
 
-May import `mrl_keras`, TensorFlow and TensorFlow Datasets; never `export` or `serving`.
+May import `mrl_keras`, TensorFlow and TensorFlow Datasets; never `export` or `serving`. The
+names below are imported lazily (module `__getattr__`), so `mrl train --help` starts without
+TensorFlow.
 
 Example:
 
@@ -13,12 +15,12 @@ result = evaluate({"MRL": "runs/fm_mrl"}, out="runs/fm_mrl/evaluation")
 ```
 """
 
-from mrl_keras.training.data import DataSplits, load_data, make_pipeline
-from mrl_keras.training.evaluate import evaluate
-from mrl_keras.training.models import build_model
-from mrl_keras.training.strategy import select_strategy
-from mrl_keras.training.train import train
-from mrl_keras.training.train_config import TrainConfig
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import Any
 
 __all__ = [
     "DataSplits",
@@ -30,3 +32,42 @@ __all__ = [
     "select_strategy",
     "train",
 ]
+
+_LAZY = {
+    "DataSplits": "mrl_keras.training.data",
+    "load_data": "mrl_keras.training.data",
+    "make_pipeline": "mrl_keras.training.data",
+    "evaluate": "mrl_keras.training.evaluate",
+    "build_model": "mrl_keras.training.models",
+    "select_strategy": "mrl_keras.training.strategy",
+    "train": "mrl_keras.training.train",
+    "TrainConfig": "mrl_keras.training.train_config",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mrl_keras.training' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+# `evaluate` and `train` name both a function and the module that defines it. Importing the
+# module binds the package attribute to the module; keep the public name on the function, as
+# an eager `from mrl_keras.training.train import train` here would.
+_FUNCTION_OVER_MODULE = frozenset({"evaluate", "train"})
+
+
+class _Namespace(types.ModuleType):
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _FUNCTION_OVER_MODULE and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Namespace

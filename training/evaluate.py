@@ -20,6 +20,8 @@ from mrl_keras.training import metrics as M
 from mrl_keras.training.data import DataSplits, load_data
 from mrl_keras.training.train_config import TrainConfig
 
+import mrl_keras
+
 KS = (10, 25, 50, 100)
 
 
@@ -227,6 +229,7 @@ def evaluate(
     embedded: dict[str, tuple] = {}
 
     def embed(label: str, path: str):
+        mrl_keras.register_keras_objects()  # the .keras file holds a MatryoshkaHead
         model = keras.saving.load_model(path, compile=False)
         if tuple(model.input_shape[1:]) != tuple(data.input_shape):
             raise ValueError(

@@ -1,20 +1,27 @@
 """Representation metrics: chunked exact cosine k-NN, 1-NN top-1, mAP@k and P@k with class
 relevance, a softmax linear probe, and the SVD / random-feature baselines (section 4.2).
 
-NumPy throughout, except the k-NN's top-k selection, which uses `tf.math.top_k` (multi-threaded,
+mAP@k, P@k and the NumPy `l2_normalize` live in `mrl_keras.retrieval_metrics` (the one
+definition of the package, re-exported here). NumPy throughout, except the k-NN's top-k selection, which uses `tf.math.top_k` (multi-threaded,
 ties to the lower index) on each chunk of the similarity matrix."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
+from mrl_keras.retrieval_metrics import l2_normalize, retrieval_metrics
 
-def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero)."""
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), eps)
+__all__ = [
+    "exact_search_flops",
+    "knn",
+    "l2_normalize",
+    "linear_probe",
+    "one_nn_accuracy",
+    "random_feature_order",
+    "retrieval_metrics",
+    "svd_basis",
+    "svd_project",
+]
 
 
 def knn(
@@ -57,49 +64,6 @@ def knn(
 def one_nn_accuracy(neighbor_labels: np.ndarray, labels: np.ndarray) -> float:
     """Top-1 accuracy of the nearest neighbour's label. `neighbor_labels`: (q, k>=1)."""
     return float(np.mean(neighbor_labels[:, 0] == labels))
-
-
-def retrieval_metrics(
-    neighbor_labels: np.ndarray,
-    labels: np.ndarray,
-    database_labels: np.ndarray,
-    ks: Sequence[int] = (10, 25, 50, 100),
-) -> dict[str, float]:
-    """mAP@k and P@k with class relevance (a result is relevant when it has the query's class).
-
-    `P@k = hits in top k / k`; `AP@k = sum_{i<=k} P@i * rel_i / min(k, R)` with `R` the number
-    of database items of the query's class (queries whose class is absent score 0).
-
-    Args:
-        neighbor_labels: (q, K) labels of the ranked results, K >= max(ks).
-        labels: (q,) query labels.
-        database_labels: (n,) labels of the whole database (for R).
-        ks: cut-offs.
-
-    Returns:
-        dict `{"mAP@10": ..., "P@10": ..., ...}`.
-    """
-    if neighbor_labels.shape[1] < max(ks):
-        raise ValueError(
-            f"Expected at least max(ks)={max(ks)} ranked results. Received: {neighbor_labels.shape[1]}"
-        )
-    classes, counts = np.unique(database_labels, return_counts=True)
-    totals = dict(zip(classes.tolist(), counts.tolist(), strict=True))
-    relevant_total = np.array([totals.get(int(c), 0) for c in labels], dtype=np.float64)
-    rel = (neighbor_labels == labels[:, None]).astype(np.float64)
-    hits = np.cumsum(rel, axis=1)
-    precision_at_i = hits / np.arange(1, rel.shape[1] + 1)
-    out = {}
-    for k in ks:
-        denom = np.minimum(k, relevant_total)
-        ap = np.where(
-            denom > 0,
-            np.sum(precision_at_i[:, :k] * rel[:, :k], axis=1) / np.maximum(denom, 1),
-            0.0,
-        )
-        out[f"mAP@{k}"] = float(np.mean(ap))
-        out[f"P@{k}"] = float(np.mean(hits[:, k - 1] / k))
-    return out
 
 
 def linear_probe(

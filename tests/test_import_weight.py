@@ -1,0 +1,82 @@
+"""What importing a package, or asking a command for `--help`, loads: in a fresh interpreter,
+so the suite's own imports cannot hide a heavy one.
+
+The public namespaces are lazy (module `__getattr__`), the metadata reader is standard-library
+only, the index modules need NumPy (ScaNN on first use), and `mrl <command> --help` parses
+flags before anything heavy is imported.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("keras", "tensorflow", "fastapi", "grpc", "scann", "prometheus_client", "uvicorn")
+
+_PROBE = """
+import json, sys
+try:
+    {statement}
+except SystemExit:
+    pass
+print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))
+"""
+
+
+def loaded_after(statement: str) -> set[str]:
+    """The heavy modules loaded in a fresh interpreter after running `statement`."""
+    code = _PROBE.format(statement=statement, heavy=HEAVY)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize(
+    "statement, allowed",
+    [
+        ("import mrl_keras", set()),
+        ("import mrl_keras.export", set()),
+        ("import mrl_keras.export.metadata", set()),
+        ("import mrl_keras.training", set()),
+        ("import mrl_keras.demo", set()),
+        ("import mrl_keras.serving", set()),
+        ("import mrl_keras.serving.index", set()),
+        ("import mrl_keras.retrieval_metrics", set()),
+        ("import mrl_keras.cli_parser", set()),
+    ],
+)
+def test_import_is_light(statement, allowed):
+    assert loaded_after(statement) <= allowed
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["train", "--help"],
+        ["evaluate", "--help"],
+        ["export", "--help"],
+        ["index", "build", "--help"],
+        ["serve", "--help"],
+        ["search", "--help"],
+        ["classify", "--help"],
+        ["model-server", "--help"],
+        ["demo", "--help"],
+    ],
+)
+def test_command_help_is_light(argv):
+    statement = f"from mrl_keras.cli import main; main({argv!r})"
+    assert loaded_after(statement) == set()
+
+
+def test_keras_objects_register_on_demand():
+    statement = (
+        "import mrl_keras; assert 'keras' not in sys.modules; "
+        "mrl_keras.register_keras_objects(); import keras; "
+        "assert keras.saving.get_registered_object('mrl_keras>MatryoshkaHead') is not None"
+    )
+    assert "keras" in loaded_after(statement)
