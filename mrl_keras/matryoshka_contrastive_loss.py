@@ -35,9 +35,12 @@ class MatryoshkaContrastiveLoss(keras.losses.Loss):
 
     In-batch negatives: the negatives of an example are the other examples of the batch the
     loss sees. Under `tf.distribute.MirroredStrategy` (and other data-parallel strategies)
-    each replica computes the loss on its own slice of the global batch, so the negatives are
+    each replica computes this loss on its own slice of the global batch, so the negatives are
     per replica: `N` replicas with a global batch `B` give `B/N - 1` negatives per example,
-    not `B - 1`, and the loss differs from a single-device run on the same global batch.
+    not `B - 1`, and the loss differs from a single-device run on the same global batch. For
+    negatives over the global batch (as in ALIGN), use the TensorFlow-side subclass
+    `mrl_keras.training.CrossReplicaContrastiveLoss`, which all-gathers both towers across
+    replicas (this class stays in `keras.ops`, for every backend).
 
     Args:
         nesting_dims: sequence of int. Strictly increasing prefix sizes, at most `d`.
@@ -129,9 +132,22 @@ class MatryoshkaContrastiveLoss(keras.losses.Loss):
             )
         return a, b
 
+    def _gather(self, x: Tensor) -> Tensor | None:
+        """Returns `x` gathered over every replica on axis 0, or `None` to use the local batch.
+
+        The hook for data-parallel training: a subclass that returns the global batch (e.g.
+        `mrl_keras.training.CrossReplicaContrastiveLoss`, with `tf.distribute`'s
+        `all_gather`) makes every local example's negatives the whole global batch. The core
+        stays in `keras.ops` and uses the local batch.
+        """
+        del x
+        return None
+
     def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         del y_true  # The positives are the pairs on the diagonal.
         a, b = self._split_towers(y_pred)
+        # The global batch of both towers, gathered once at full width: every prefix is a slice.
+        all_a, all_b = self._gather(a), self._gather(b)
         weights = self.nesting_weights or (1.0,) * len(self.nesting_dims)
         total = None
         for m, weight in zip(self.nesting_dims, weights, strict=True):
@@ -139,10 +155,20 @@ class MatryoshkaContrastiveLoss(keras.losses.Loss):
                 continue
             a_m = l2_normalize(a[:, :m])
             b_m = l2_normalize(b[:, :m])
-            similarities = ops.matmul(a_m, ops.transpose(b_m)) / self.temperature
-            positives = ops.diagonal(similarities)
-            a_to_b = ops.logsumexp(similarities, axis=1) - positives
-            b_to_a = ops.logsumexp(similarities, axis=0) - positives
+            if all_a is None or all_b is None:
+                similarities = ops.matmul(a_m, ops.transpose(b_m)) / self.temperature
+                positives = ops.diagonal(similarities)
+                a_to_b = ops.logsumexp(similarities, axis=1) - positives
+                b_to_a = ops.logsumexp(similarities, axis=0) - positives
+            else:
+                # Local rows against the global columns, in each direction.
+                positives = ops.sum(a_m * b_m, axis=-1) / self.temperature
+                all_a_m = l2_normalize(all_a[:, :m])
+                all_b_m = l2_normalize(all_b[:, :m])
+                a_to_b_logits = ops.matmul(a_m, ops.transpose(all_b_m)) / self.temperature
+                b_to_a_logits = ops.matmul(b_m, ops.transpose(all_a_m)) / self.temperature
+                a_to_b = ops.logsumexp(a_to_b_logits, axis=1) - positives
+                b_to_a = ops.logsumexp(b_to_a_logits, axis=1) - positives
             value = weight * 0.5 * (a_to_b + b_to_a)
             total = value if total is None else total + value
         return total

@@ -23,6 +23,7 @@ import types
 from typing import Any
 
 __all__ = [
+    "CrossReplicaContrastiveLoss",
     "DataSplits",
     "TrainConfig",
     "build_model",
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "CrossReplicaContrastiveLoss": "mrl_keras.training.cross_replica_contrastive_loss",
     "DataSplits": "mrl_keras.training.data",
     "load_data": "mrl_keras.training.data",
     "make_pipeline": "mrl_keras.training.data",

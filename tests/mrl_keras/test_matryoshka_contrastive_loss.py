@@ -161,3 +161,18 @@ def test_bad_shapes():
         loss(None, np.zeros((6, 2, 12), "float32"))
     with pytest.raises(ValueError, match=r"same shape.*\(6, 16\) and \(6, 20\)"):
         loss(None, (np.zeros((6, 16), "float32"), np.zeros((6, 20), "float32")))
+
+
+class _GatherItself(MatryoshkaContrastiveLoss):
+    """The gather hook's path with a 'global batch' equal to the local one."""
+
+    def _gather(self, x):
+        return x
+
+
+def test_the_gather_hook_path_matches_numpy():
+    y_pred = _towers(5)
+    weights = [0.5, 1.0, 2.0]
+    expected = _numpy_info_nce(y_pred, DIMS, 0.2, weights)
+    loss = _GatherItself(DIMS, temperature=0.2, nesting_weights=weights, reduction="none")
+    np.testing.assert_allclose(_np(loss(None, y_pred)), expected, rtol=1e-5)
