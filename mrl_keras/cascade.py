@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -28,6 +29,13 @@ NEVER_STOP = 1.01
 
 DEFAULT_ACCURACY_DROP = 0.005
 """Default accuracy target: full-dimension accuracy minus half a point."""
+
+DEFAULT_CONFIDENCE = 0.95
+"""Default confidence of the accuracy target: the one-sided lower bound of the cascade's accuracy
+(paired with the largest prefix on the same examples) must reach the target."""
+
+DEFAULT_FOLDS = 5
+"""Cross-validation folds of the out-of-fold check."""
 
 
 class CascadePrediction(NamedTuple):
@@ -61,6 +69,16 @@ class CascadeCalibration:
         max_expected_dim: float or `None`. The expected-dimension budget, if any.
         num_examples: int. Size of the holdout set.
         search: str. `"exhaustive"` or `"coordinate_descent"`.
+        confidence: float or `None`. The confidence of the accuracy target (`None`: the target
+            holds on the holdout set itself, with no margin).
+        accuracy_lower_bound: float or `None`. The one-sided lower confidence bound of the
+            cascade's accuracy that had to reach the target: the holdout accuracy minus
+            `z * sd(D) / sqrt(n)`, `D` the paired per-example difference to the largest prefix.
+        cv_accuracy, cv_full_dim_accuracy, cv_expected_dim: float or `None`. Out-of-fold
+            cascade accuracy, largest-prefix accuracy and expected dimension: the same
+            calibration fitted on `cv_folds - 1` folds and applied to the remaining one, pooled;
+            an honest estimate of what the thresholds do on examples they were not fitted on.
+        cv_folds: int. Number of folds (0 when no out-of-fold check ran).
     """
 
     nesting_dims: tuple[int, ...]
@@ -73,6 +91,12 @@ class CascadeCalibration:
     max_expected_dim: float | None
     num_examples: int
     search: str
+    confidence: float | None = None
+    accuracy_lower_bound: float | None = None
+    cv_accuracy: float | None = None
+    cv_full_dim_accuracy: float | None = None
+    cv_expected_dim: float | None = None
+    cv_folds: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the calibration as a JSON-ready dict."""
@@ -161,32 +185,48 @@ def cascade_predict(
 
 
 class _Problem:
-    """The holdout set reduced to what the search needs: per-prefix scores and hits."""
+    """The holdout set reduced to what the search needs: per-prefix scores, hits and flips.
+
+    A flip is an example whose correctness at a prefix differs from the largest prefix's: the
+    paired difference `D_i = correct_i(cascade) - correct_i(largest)` is -1, 0 or +1, and the
+    number of flips is `sum D_i^2`, which with the number of hits gives the variance of `mean D`.
+    """
 
     def __init__(self, scores: np.ndarray, correct: np.ndarray, dims: tuple[int, ...]):
         self.scores = scores  # (n, K) float64, max softmax per prefix
         self.correct = correct  # (n, K) float64, 1.0 where the prefix's argmax is right
+        self.flips = np.abs(correct - correct[:, -1:])  # (n, K) 1.0 where it differs from K-1
         self.dims = np.asarray(dims, dtype=np.float64)
         self.n, self.k = scores.shape
+        self.full_correct = float(correct[:, -1].sum())
 
-    def evaluate(self, thresholds: np.ndarray) -> tuple[float, float]:
+    def stages(self, thresholds: np.ndarray) -> np.ndarray:
         stop = self.scores >= thresholds[None, :]
         stop[:, -1] = True
-        stage = stop.argmax(axis=1)
+        return stop.argmax(axis=1)
+
+    def evaluate(self, thresholds: np.ndarray) -> tuple[float, float, float]:
+        """(accuracy, expected dim, flips per example) of a threshold vector."""
+        stage = self.stages(thresholds)
         rows = np.arange(self.n)
         accuracy = float(self.correct[rows, stage].mean())
         expected_dim = float(self.dims[stage].mean())
-        return accuracy, expected_dim
+        flips = float(self.flips[rows, stage].mean())
+        return accuracy, expected_dim, flips
 
-    def outcomes_from(self, thresholds: np.ndarray, stage: int) -> tuple[np.ndarray, np.ndarray]:
-        """(correct, dim) of every example if it entered the cascade at `stage`."""
+    def outcomes_from(
+        self, thresholds: np.ndarray, stage: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(correct, dim, flip) of every example if it entered the cascade at `stage`."""
         out_c = self.correct[:, -1].copy()
         out_d = np.full(self.n, self.dims[-1])
+        out_f = np.zeros(self.n)
         for j in range(self.k - 2, stage - 1, -1):
             stop = self.scores[:, j] >= thresholds[j]
             out_c = np.where(stop, self.correct[:, j], out_c)
             out_d = np.where(stop, self.dims[j], out_d)
-        return out_c, out_d
+            out_f = np.where(stop, self.flips[:, j], out_f)
+        return out_c, out_d, out_f
 
     def reaching(self, thresholds: np.ndarray, stage: int) -> np.ndarray:
         """Mask of the examples that no prefix before `stage` answered."""
@@ -209,12 +249,17 @@ class _Sweep:
         self.candidates = candidates
         self.bins = np.searchsorted(candidates, problem.scores[:, stage], side="right")
         self.correct_here = problem.correct[:, stage]
+        self.flips_here = problem.flips[:, stage]
         self.dim_here = problem.dims[stage]
 
     def run(
-        self, alive: np.ndarray, after_correct: np.ndarray, after_dim: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Summed (correct, dims) over `alive` examples for every candidate."""
+        self,
+        alive: np.ndarray,
+        after_correct: np.ndarray,
+        after_dim: np.ndarray,
+        after_flips: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Summed (correct, dims, flips) over `alive` examples for every candidate."""
         size = len(self.candidates) + 1
         bins = self.bins[alive]
 
@@ -225,30 +270,53 @@ class _Sweep:
 
         pass_n, total_n = passing(None)
         pass_here, total_here = passing(self.correct_here[alive])
+        flips_pass_here, flips_total_here = passing(self.flips_here[alive])
         pass_c, _ = passing(after_correct[alive])
         pass_d, _ = passing(after_dim[alive])
+        pass_f, _ = passing(after_flips[alive])
         correct = pass_c + (total_here - pass_here)
         dims = pass_d + (total_n - pass_n) * self.dim_here
-        return correct, dims
+        flips = pass_f + (flips_total_here - flips_pass_here)
+        return correct, dims, flips
 
 
 class _Objective:
-    """Orders (accuracy, expected_dim) pairs for one of the two search modes."""
+    """Orders (accuracy, expected_dim, flips) triples for one of the two search modes.
 
-    def __init__(self, target_accuracy: float | None, max_expected_dim: float | None):
+    In target mode with a `z` (the confidence quantile), a threshold vector is feasible when the
+    lower confidence bound of its accuracy, `full + mean D - z * sd(D) / sqrt(n)` (the paired
+    difference to the largest prefix on the same examples), reaches the target.
+    """
+
+    def __init__(
+        self,
+        target_accuracy: float | None,
+        max_expected_dim: float | None,
+        full_accuracy: float = 0.0,
+        n: int = 1,
+        z: float = 0.0,
+    ):
         self.target_accuracy = target_accuracy
         self.max_expected_dim = max_expected_dim
+        self.full_accuracy = full_accuracy
+        self.n = n
+        self.z = z
 
-    def keys(self, accuracy: np.ndarray, expected_dim: np.ndarray) -> np.ndarray:
+    def lower_bound(self, accuracy: Any, flips: Any) -> Any:
+        diff = np.asarray(accuracy) - self.full_accuracy
+        variance = np.maximum(np.asarray(flips) - diff * diff, 0.0)
+        return accuracy - self.z * np.sqrt(variance / max(self.n - 1, 1))
+
+    def keys(self, accuracy: Any, expected_dim: Any, flips: Any) -> np.ndarray:
         """Lexicographic keys, smaller is better: (infeasible, primary, secondary)."""
         if self.max_expected_dim is None:
-            infeasible = accuracy < self.target_accuracy - 1e-12
-            return np.stack([infeasible, expected_dim, -accuracy], axis=-1)
-        infeasible = expected_dim > self.max_expected_dim + 1e-9
-        return np.stack([infeasible, -accuracy, expected_dim], axis=-1)
+            infeasible = self.lower_bound(accuracy, flips) < self.target_accuracy - 1e-12
+            return np.stack([infeasible, expected_dim, -np.asarray(accuracy)], axis=-1)
+        infeasible = np.asarray(expected_dim) > self.max_expected_dim + 1e-9
+        return np.stack([infeasible, -np.asarray(accuracy), expected_dim], axis=-1)
 
-    def best(self, accuracy: np.ndarray, expected_dim: np.ndarray) -> int:
-        keys = self.keys(accuracy, expected_dim)
+    def best(self, accuracy: np.ndarray, expected_dim: np.ndarray, flips: np.ndarray) -> int:
+        keys = self.keys(accuracy, expected_dim, flips)
         return int(np.lexsort(keys.T[::-1])[0])
 
 
@@ -271,15 +339,19 @@ def _exhaustive(
     sweep = _Sweep(problem, last, candidates[last])
     after_c = problem.correct[:, -1]
     after_d = np.full(problem.n, problem.dims[-1])
+    after_f = np.zeros(problem.n)
     best: list[Any] = [None, None]
 
-    def search(j: int, alive: np.ndarray, base_c: float, base_d: float, head: tuple) -> None:
+    def search(
+        j: int, alive: np.ndarray, base_c: float, base_d: float, base_f: float, head: tuple
+    ) -> None:
         if j == last:
-            correct, dims = sweep.run(alive, after_c, after_d)
+            correct, dims, flips = sweep.run(alive, after_c, after_d, after_f)
             accuracy = (base_c + correct) / problem.n
             expected = (base_d + dims) / problem.n
-            i = objective.best(accuracy, expected)
-            key = tuple(objective.keys(accuracy[i], expected[i]))
+            flip_rate = (base_f + flips) / problem.n
+            i = objective.best(accuracy, expected, flip_rate)
+            key = tuple(objective.keys(accuracy[i], expected[i], flip_rate[i]))
             if best[0] is None or key < best[0]:
                 best[0], best[1] = key, (*head, candidates[last][i])
             return
@@ -291,10 +363,11 @@ def _exhaustive(
                 alive & ~stop,
                 base_c + float(problem.correct[stop, j].sum()),
                 base_d + float(stop.sum()) * problem.dims[j],
+                base_f + float(problem.flips[stop, j].sum()),
                 (*head, t),
             )
 
-    search(0, np.ones(problem.n, dtype=bool), 0.0, 0.0, ())
+    search(0, np.ones(problem.n, dtype=bool), 0.0, 0.0, 0.0, ())
     return np.array([*best[1], 0.0])
 
 
@@ -312,16 +385,18 @@ def _coordinate_descent(
         for j, sweep in enumerate(sweeps):
             alive = problem.reaching(thresholds, j)
             before = ~alive
-            base_c, base_d = problem.outcomes_from(thresholds, 0)
+            base_c, base_d, base_f = problem.outcomes_from(thresholds, 0)
             base_c = float((base_c * before).sum())
             base_d = float((base_d * before).sum())
-            after_c, after_d = problem.outcomes_from(thresholds, j + 1)
-            correct, dims = sweep.run(alive, after_c, after_d)
+            base_f = float((base_f * before).sum())
+            after_c, after_d, after_f = problem.outcomes_from(thresholds, j + 1)
+            correct, dims, flips = sweep.run(alive, after_c, after_d, after_f)
             accuracy = (base_c + correct) / problem.n
             expected = (base_d + dims) / problem.n
+            flip_rate = (base_f + flips) / problem.n
             current_keys = tuple(objective.keys(*problem.evaluate(thresholds)))
-            i = objective.best(accuracy, expected)
-            if tuple(objective.keys(accuracy[i], expected[i])) < current_keys:
+            i = objective.best(accuracy, expected, flip_rate)
+            if tuple(objective.keys(accuracy[i], expected[i], flip_rate[i])) < current_keys:
                 thresholds[j] = sweep.candidates[i]
                 changed = True
         if not changed:
@@ -340,6 +415,9 @@ def calibrate_cascade(
     grid: Sequence[float] | None = None,
     num_quantiles: int = 64,
     max_evaluations: int = 1_000_000,
+    confidence: float | None = DEFAULT_CONFIDENCE,
+    folds: int = DEFAULT_FOLDS,
+    seed: int = 0,
 ) -> CascadeCalibration:
     """Learns one max-softmax threshold per prefix on a holdout set (section 4.2.1).
 
@@ -356,6 +434,16 @@ def calibrate_cascade(
     coordinate descent from the best shared threshold and from "everything to the largest
     prefix", which finds a local optimum.
 
+    Thresholds that *just* reach the target on the holdout set miss it on new data (the
+    search picks the cheapest vector among many, so its holdout accuracy is optimistic). With a
+    `confidence` (the default, 0.95), a vector is feasible only when the one-sided lower
+    confidence bound of its accuracy reaches the target: `acc - z * sd(D) / sqrt(n)`, with `D`
+    the per-example difference in correctness to the largest prefix (paired on the same
+    examples, so only the examples where the cascade's answer flips correctness count). Sending
+    every example to the largest prefix is always feasible. `folds` then re-runs the same
+    calibration on `folds - 1` folds and scores it on the remaining fold (`cv_*` fields), so
+    the result says how the thresholds do on examples they were not fitted on.
+
     Args:
         probabilities: float array `(n, len(nesting_dims), num_classes)`: the softmax of a
             `MatryoshkaHead`'s logits on the holdout set (or the logits, with `from_logits`).
@@ -371,6 +459,10 @@ def calibrate_cascade(
         num_quantiles: int. Observed-score quantiles added as candidates. Defaults to `64`.
         max_evaluations: int. Largest number of threshold vectors searched exhaustively.
             Defaults to `1_000_000`.
+        confidence: float in (0.5, 1) or `None`. Confidence of the accuracy target (target
+            mode only). Defaults to 0.95. `None` is the exact optimum on the holdout set.
+        folds: int. Folds of the out-of-fold check (0 or 1: none). Defaults to 5.
+        seed: int. Seeds the fold assignment. Defaults to 0.
 
     Returns:
         A `CascadeCalibration` with `thresholds`, `expected_dim` and `accuracy`.
@@ -411,10 +503,22 @@ def calibrate_cascade(
             f"Received: num_quantiles={num_quantiles}, max_evaluations={max_evaluations}"
         )
 
+    if confidence is not None and (
+        isinstance(confidence, bool)
+        or not isinstance(confidence, (int, float))
+        or not 0.5 <= confidence < 1.0
+    ):
+        raise ValueError(
+            f"Expected confidence in [0.5, 1) or None. Received: confidence={confidence!r}"
+        )
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 0:
+        raise ValueError(f"Expected an int folds >= 0. Received: folds={folds!r}")
+
     scores = probs.max(axis=-1)
     correct = (probs.argmax(axis=-1) == y[:, None]).astype(np.float64)
     problem = _Problem(scores, correct, dims)
     full_dim_accuracy = float(correct[:, -1].mean())
+    relative = target_accuracy is None
 
     if max_expected_dim is None:
         if target_accuracy is None:
@@ -423,48 +527,36 @@ def calibrate_cascade(
             raise ValueError(f"Expected `target_accuracy` in [0, 1]. Received: {target_accuracy}")
         target_accuracy = float(target_accuracy)
     else:
+        confidence = None
         max_expected_dim = float(max_expected_dim)
         if not max_expected_dim >= dims[0]:
             raise ValueError(
                 "Expected `max_expected_dim` of at least the smallest nesting dim "
                 f"({dims[0]}). Received: max_expected_dim={max_expected_dim}"
             )
-    objective = _Objective(target_accuracy, max_expected_dim)
-
-    if len(dims) == 1:
-        thresholds = np.zeros(1)
-        search = "exhaustive"
-    else:
-        grid_values = np.round(np.linspace(0.0, 1.0, 21) if grid is None else np.asarray(grid), 12)
-        candidates = [
-            _candidates(scores[:, j], grid_values, num_quantiles) for j in range(len(dims) - 1)
-        ]
-        combos = math.prod(len(c) for c in candidates)
-        if combos <= max_evaluations:
-            thresholds = _exhaustive(problem, candidates, objective)
-            search = "exhaustive"
-        else:
-            shared = [np.array([*([t] * (len(dims) - 1)), 0.0]) for t in candidates[0]]
-            shared_scores = [problem.evaluate(t) for t in shared]
-            starts = [
-                shared[objective.best(*map(np.array, zip(*shared_scores, strict=True)))],
-                np.array([*([NEVER_STOP] * (len(dims) - 1)), 0.0]),
-            ]
-            results = [_coordinate_descent(problem, candidates, objective, s) for s in starts]
-            evaluated = [problem.evaluate(t) for t in results]
-            acc, exp = map(np.array, zip(*evaluated, strict=True))
-            thresholds = results[objective.best(acc, exp)]
-            search = "coordinate_descent"
-
-    thresholds = np.asarray(thresholds, dtype=np.float64)
-    thresholds[-1] = 0.0
-    accuracy, expected_dim = problem.evaluate(thresholds)
+    options = (grid, num_quantiles, max_evaluations)
+    thresholds, search = _search(problem, target_accuracy, max_expected_dim, confidence, options)
+    accuracy, expected_dim, flips = problem.evaluate(thresholds)
     if max_expected_dim is None and accuracy < target_accuracy - 1e-12:
         raise ValueError(
             f"No thresholds reach target_accuracy={target_accuracy:.4f} on this holdout set; "
             f"the best found is {accuracy:.4f} (largest prefix alone: "
             f"{full_dim_accuracy:.4f}). Lower the target."
         )
+    lower_bound = None
+    if confidence is not None:
+        z = float(statistics.NormalDist().inv_cdf(confidence))
+        bound = _Objective(target_accuracy, None, full_dim_accuracy, problem.n, z)
+        lower_bound = float(bound.lower_bound(accuracy, flips))
+    cv: tuple[float | None, float | None, float | None] = (None, None, None)
+    folds = min(folds, problem.n)
+    if folds >= 2 and len(dims) > 1:
+        cv = _out_of_fold(
+            scores, correct, dims, None if relative else target_accuracy, max_expected_dim,
+            confidence, folds, seed, options,
+        )  # fmt: skip
+    else:
+        folds = 0
     stage = np.searchsorted(np.asarray(dims), cascade_predict(probs, thresholds, dims).dims_used)
     fractions = np.bincount(stage, minlength=len(dims)) / problem.n
     return CascadeCalibration(
@@ -478,4 +570,79 @@ def calibrate_cascade(
         max_expected_dim=max_expected_dim,
         num_examples=problem.n,
         search=search,
+        confidence=confidence,
+        accuracy_lower_bound=lower_bound,
+        cv_accuracy=cv[0],
+        cv_full_dim_accuracy=cv[1],
+        cv_expected_dim=cv[2],
+        cv_folds=folds,
     )
+
+
+def _search(
+    problem: _Problem,
+    target_accuracy: float | None,
+    max_expected_dim: float | None,
+    confidence: float | None,
+    options: tuple[Sequence[float] | None, int, int],
+) -> tuple[np.ndarray, str]:
+    """The best thresholds over the candidates for one objective (the last one is 0)."""
+    grid, num_quantiles, max_evaluations = options
+    z = 0.0 if confidence is None else float(statistics.NormalDist().inv_cdf(confidence))
+    full = problem.full_correct / problem.n
+    objective = _Objective(target_accuracy, max_expected_dim, full, problem.n, z)
+    k = problem.k
+    if k == 1:
+        return np.zeros(1), "exhaustive"
+    grid_values = np.round(np.linspace(0.0, 1.0, 21) if grid is None else np.asarray(grid), 12)
+    candidates = [
+        _candidates(problem.scores[:, j], grid_values, num_quantiles) for j in range(k - 1)
+    ]
+    if math.prod(len(c) for c in candidates) <= max_evaluations:
+        thresholds, search = _exhaustive(problem, candidates, objective), "exhaustive"
+    else:
+        shared = [np.array([*([t] * (k - 1)), 0.0]) for t in candidates[0]]
+        shared_scores = [problem.evaluate(t) for t in shared]
+        starts = [
+            shared[objective.best(*map(np.array, zip(*shared_scores, strict=True)))],
+            np.array([*([NEVER_STOP] * (k - 1)), 0.0]),
+        ]
+        results = [_coordinate_descent(problem, candidates, objective, s) for s in starts]
+        evaluated = [problem.evaluate(t) for t in results]
+        thresholds = results[objective.best(*map(np.array, zip(*evaluated, strict=True)))]
+        search = "coordinate_descent"
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    thresholds[-1] = 0.0
+    return thresholds, search
+
+
+def _out_of_fold(
+    scores: np.ndarray,
+    correct: np.ndarray,
+    dims: tuple[int, ...],
+    target_accuracy: float | None,
+    max_expected_dim: float | None,
+    confidence: float | None,
+    folds: int,
+    seed: int,
+    options: tuple[Sequence[float] | None, int, int],
+) -> tuple[float, float, float]:
+    """(accuracy, largest-prefix accuracy, expected dim) of the calibration fitted on the other
+    folds and applied to each fold, pooled over the folds. `target_accuracy=None` is the
+    default target (each fit's own largest-prefix accuracy minus the default drop)."""
+    n = scores.shape[0]
+    fold = np.random.default_rng(seed).permutation(n) % folds
+    hit = np.zeros(n)
+    used = np.zeros(n)
+    for f in range(folds):
+        fit, held = fold != f, fold == f
+        sub = _Problem(scores[fit], correct[fit], dims)
+        target = target_accuracy
+        if max_expected_dim is None and target is None:
+            target = max(0.0, sub.full_correct / sub.n - DEFAULT_ACCURACY_DROP)
+        thresholds, _ = _search(sub, target, max_expected_dim, confidence, options)
+        check = _Problem(scores[held], correct[held], dims)
+        stage = check.stages(thresholds)
+        hit[held] = check.correct[np.arange(check.n), stage]
+        used[held] = check.dims[stage]
+    return float(hit.mean()), float(correct[:, -1].mean()), float(used.mean())

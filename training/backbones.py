@@ -1,10 +1,12 @@
-"""Backbones: functions from an image input tensor to a pooled, post-ReLU (or post-LayerNorm)
-feature tensor of width `d`, built from stock Keras layers only (so saved models load with
-`keras.saving.load_model` alone).
+"""Backbones: functions from an image input tensor to an unpooled feature tensor of width `d`,
+built from stock Keras layers only (so saved models load with `keras.saving.load_model` alone).
 
-- `resnet50`: `keras.applications.ResNet50` (`weights=None` or a weights file), d = 2048.
+- `resnet50`: `keras.applications.ResNet50` (`weights=None` or a weights file), d = 2048. Its
+  pooled features are post-ReLU by construction (non-negative, anisotropic; see
+  docs/training.md, "Why the embedding is not post-ReLU").
 - `small_resnet`: a small residual CNN for 28x28 / 32x32 inputs; `d` is the width of its last
-  1x1 convolution (a wide pooled post-ReLU embedding, like ResNet's).
+  1x1 convolution, followed by BatchNorm and *no* ReLU, so the pooled embedding is a
+  zero-centred linear projection (mean pairwise cosine ~0 at initialisation instead of ~0.8).
 - `vit`: a compact Vision Transformer (ViT-B/16 shape by default: d = 768, 12 layers, 12 heads,
   MLP 3072) with a convolutional position encoding (CPVT) instead of a learned position table,
   mean-pooled tokens. Nesting dims 12..768 as in the paper.
@@ -19,6 +21,9 @@ import keras
 BACKBONES = ("small_resnet", "resnet50", "vit")
 DEFAULT_DIMS = {"resnet50": 2048, "small_resnet": 512, "vit": 768}
 SMALLEST_DIM = {"resnet50": 8, "small_resnet": 8, "vit": 12}
+# Epochs of linear learning-rate warmup before the cosine decay, per backbone (measured on CJK;
+# docs/training.md, "Learning-rate warmup").
+DEFAULT_WARMUP_EPOCHS = {"resnet50": 1.0, "small_resnet": 1.0, "vit": 1.0}
 
 
 def check_input_shape(backbone: str, input_shape: tuple[int, ...], options: dict[str, Any]) -> None:
@@ -78,7 +83,10 @@ def _residual_block(x, filters: int, stride: int, prefix: str):
 
 def small_resnet(inputs, d: int = 512, width: int = 32, blocks: int = 1, stem_stride: int = 1):
     """A small ResNet: stem, three stages (width, 2*width, 4*width; stride 2 between stages),
-    then a 1x1 convolution to `d` channels with BatchNorm and ReLU. Returns the feature map."""
+    then a 1x1 convolution to `d` channels with BatchNorm. Returns the feature map.
+
+    There is deliberately no ReLU after `expand_bn`: a post-ReLU embedding is non-negative and
+    far from zero-centred, which makes the nested prefixes train poorly (docs/training.md)."""
     x = keras.layers.Conv2D(
         width, 3, strides=stem_stride, padding="same", use_bias=False, name="stem_conv"
     )(inputs)
@@ -89,8 +97,7 @@ def small_resnet(inputs, d: int = 512, width: int = 32, blocks: int = 1, stem_st
             stride = 2 if (stage > 0 and b == 0) else 1
             x = _residual_block(x, filters, stride, f"stage{stage + 1}_block{b + 1}")
     x = keras.layers.Conv2D(d, 1, use_bias=False, name="expand_conv")(x)
-    x = keras.layers.BatchNormalization(momentum=0.9, synchronized=True, name="expand_bn")(x)
-    return keras.layers.ReLU(name="expand_relu")(x)
+    return keras.layers.BatchNormalization(momentum=0.9, synchronized=True, name="expand_bn")(x)
 
 
 def resnet50(inputs, weights: str | None = None):

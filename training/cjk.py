@@ -263,6 +263,7 @@ def build_cjk(
     test_fraction: float = 0.2,
     cache_dir: str | None = None,
     verbose: bool = False,
+    class_offset: int = 0,
 ) -> dict[str, np.ndarray]:
     """Builds (or loads from cache) the many-class CJK benchmark.
 
@@ -277,6 +278,10 @@ def build_cjk(
         cache_dir: str. Where the `.npz` is cached. Defaults to `$MRL_DATA_DIR/cjk` or
             `~/.cache/mrl_keras/cjk`. `""` disables the cache.
         verbose: bool. Print progress.
+        class_offset: int. Skip the first `class_offset` covered characters: with the same
+            seed and fonts, `class_offset=1000` gives characters no 1,000-class model has seen
+            (the novel classes of the few-shot evaluation), rendered from the same train and
+            test faces. Labels start at 0. Defaults to 0.
 
     Returns:
         dict with `x_train` (n, s, s) uint8, `y_train` int32, `x_test`, `y_test`, `chars`
@@ -293,6 +298,8 @@ def build_cjk(
     ):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"Expected a positive int {name}. Received: {name}={value!r}")
+    if isinstance(class_offset, bool) or not isinstance(class_offset, int) or class_offset < 0:
+        raise ValueError(f"Expected an int class_offset >= 0. Received: {class_offset!r}")
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"Expected 0 < test_fraction < 1. Received: test_fraction={test_fraction}")
     faces = available_faces(fonts)
@@ -320,10 +327,16 @@ def build_cjk(
         ],
         sort_keys=True,
     )
+    if class_offset:
+        key += f"|offset={class_offset}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     cache_dir = default_cache_dir() if cache_dir is None else cache_dir
     cache_path = (
-        os.path.join(cache_dir, f"cjk-{num_classes}c-{image_size}px-{digest}.npz")
+        os.path.join(
+            cache_dir,
+            f"cjk-{num_classes}c{f'+{class_offset}' if class_offset else ''}-{image_size}px-"
+            f"{digest}.npz",
+        )
         if cache_dir
         else ""
     )
@@ -331,7 +344,7 @@ def build_cjk(
         with np.load(cache_path) as data:
             return {k: data[k] for k in data.files}
 
-    chars = select_characters(faces, num_classes)
+    chars = select_characters(faces, class_offset + num_classes)[class_offset:]
     if verbose:
         print(
             f"[cjk] rendering {num_classes} classes x ({train_per_class} train from "

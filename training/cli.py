@@ -49,6 +49,12 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=128, help="global batch size")
     p.add_argument("--learning-rate", type=float, default=2e-3)
     p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument(
+        "--warmup-epochs",
+        type=float,
+        help="epochs of linear learning-rate warmup before the cosine decay (default: the "
+        "backbone's, 1; 0 disables it)",
+    )
     p.add_argument("--steps-per-epoch", type=int)
     p.add_argument("--holdout", type=float, default=0.1, help="fraction (<1) or count")
     p.add_argument("--max-train", type=int)
@@ -136,6 +142,17 @@ def evaluate_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--chunk-size", type=int, default=1024, help="queries per 1-NN chunk")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--robustness",
+        help="corruptions of the test queries, comma-separated: noise, blur, stroke_thin, "
+        "stroke_thick, occlusion, clean, or 'all'",
+    )
+    p.add_argument(
+        "--few-shot",
+        type=_dims,
+        help="shots per novel class, e.g. 1,5,10 (cjk: classes after the trained ones)",
+    )
+    p.add_argument("--novel-classes", type=int, default=500, help="novel classes of --few-shot")
     return p
 
 
@@ -151,6 +168,30 @@ def evaluate_main(argv: list[str]) -> int:
         return _fail(
             "mrl evaluate",
             ValueError(f"Unknown baselines {sorted(unknown)}. Expected svd, random or none."),
+        )
+    robustness: tuple[str, ...] = ()
+    if args.robustness:
+        from mrl_keras.training.corruptions import CORRUPTIONS
+
+        names = [c.strip() for c in args.robustness.split(",") if c.strip()]
+        robustness = ("clean", *CORRUPTIONS) if names == ["all"] else tuple(names)
+        unknown = sorted(set(robustness) - {"clean", *CORRUPTIONS})
+        if unknown:
+            return _fail(
+                "mrl evaluate",
+                ValueError(
+                    f"Unknown corruptions {unknown} in --robustness. Expected some of "
+                    f"{('clean', *CORRUPTIONS)} or 'all'."
+                ),
+            )
+    if args.few_shot and (min(args.few_shot) < 1 or args.novel_classes < 1):
+        return _fail(
+            "mrl evaluate",
+            ValueError(
+                "Expected positive --few-shot values and --novel-classes. Received: "
+                f"--few-shot {','.join(map(str, args.few_shot))} --novel-classes "
+                f"{args.novel_classes}"
+            ),
         )
     first = models[0][1] if models else args.ff
     out = args.out or os.path.join(first if first and os.path.isdir(first) else ".", "evaluation")
@@ -173,6 +214,9 @@ def evaluate_main(argv: list[str]) -> int:
             batch_size=args.batch_size,
             chunk_size=args.chunk_size,
             seed=args.seed,
+            robustness=robustness,
+            few_shot=tuple(args.few_shot or ()),
+            novel_classes=args.novel_classes,
             out=out,
         )
     except (ValueError, TypeError, OSError) as e:

@@ -16,11 +16,11 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
+
+import mrl_keras
 from mrl_keras.training import metrics as M
 from mrl_keras.training.data import DataSplits, load_data
 from mrl_keras.training.train_config import TrainConfig
-
-import mrl_keras
 
 KS = (10, 25, 50, 100)
 
@@ -152,6 +152,9 @@ def evaluate(
     chunk_size: int = 1024,
     seed: int = 0,
     out: str | None = None,
+    robustness: tuple[str, ...] = (),
+    few_shot: tuple[int, ...] = (),
+    novel_classes: int = 500,
 ) -> dict[str, Any]:
     """Evaluates the representations of trained models and the paper's baselines.
 
@@ -173,9 +176,18 @@ def evaluate(
         batch_size: inference batch. chunk_size: queries per 1-NN chunk.
         seed: seeds the probe and the random features.
         out: folder for `evaluation.json`, `evaluation.md` and the PNG plots.
+        robustness: corruption names (`mrl_keras.training.corruptions.CORRUPTIONS`, plus
+            `"clean"`): head and 1-NN top-1 per dim on corrupted test queries (seeded by
+            `seed`) against the clean train database -> `result["robustness"]`.
+        few_shot: shots per class (e.g. `(1, 5, 10)`): 1-NN top-1 per dim on `novel_classes`
+            CJK classes no model was trained on (the GB2312 characters after the trained
+            ones, same fonts and seed): the database holds that many train-font images per
+            class, the queries are test-font images -> `result["few_shot"]`. CJK only.
+        novel_classes: number of novel classes of the few-shot evaluation.
 
     Returns:
-        dict with `rows` (one per method and dim), `dataset`, sizes and timing.
+        dict with `rows` (one per method and dim), `dataset`, sizes and timing, and the
+        `robustness` / `few_shot` rows when asked for.
     """
     start = time.time()
     if isinstance(models, str):
@@ -321,6 +333,84 @@ def evaluate(
                     )
         _log(f"baselines from {source} done ({time.time() - start:.0f}s)")
 
+    extra: dict[str, Any] = {}
+    ff_width = {f"FF-{m}": m for m in ff_embedded}
+    everything = {**embedded, **{f"FF-{m}": e for m, e in ff_embedded.items()}}
+
+    def embed_arrays(embedder, x, y):
+        z, pred, _ = embedder.run(tf.data.Dataset.from_tensor_slices((x, y)), batch_size)
+        return z, pred
+
+    if robustness:
+        from mrl_keras.training.data import to_numpy
+        from mrl_keras.training.robustness import robustness_rows
+
+        x_clean, y_clean = to_numpy(data.test)
+        extra["robustness"] = robustness_rows(
+            {k: (e[0], e[1], ff_width.get(k)) for k, e in everything.items()},
+            x_clean,
+            y_clean.astype(np.int64),
+            y_train,
+            eval_dims,
+            robustness,
+            embed_arrays,
+            seed=seed,
+            chunk_size=chunk_size,
+        )
+        for row in extra["robustness"]:
+            if row["method"] in ff_width:
+                row["method"] = "FF"
+        _log(f"robustness under {list(robustness)} done ({time.time() - start:.0f}s)")
+    if few_shot:
+        from mrl_keras.training.data import to_numpy
+        from mrl_keras.training.few_shot import few_shot_rows
+
+        if data.name != "cjk" or config is None or config.dataset != "cjk":
+            raise ValueError(
+                "few_shot needs models trained on the cjk benchmark (its novel classes are the "
+                f"characters after the trained ones). Received dataset {data.name!r}."
+            )
+        options = {
+            **config.cjk_options(),
+            "num_classes": int(novel_classes),
+            "class_offset": int(data.num_classes),
+            "train_per_class": max(int(k) for k in few_shot),
+        }
+        novel = load_data(
+            "cjk",
+            data_dir=data_dir or config.data_dir,
+            holdout=0,
+            image_size=config.image_size,
+            channels=config.channels,
+            cjk=options,
+        )
+        xs, ys = to_numpy(novel.train)
+        xq, yq = to_numpy(novel.test)
+        embedded_novel = {}
+        for k, e in everything.items():
+            z_support, _ = embed_arrays(e[0], xs, ys)
+            z_query, _ = embed_arrays(e[0], xq, yq)
+            embedded_novel[k] = (z_support, z_query, ff_width.get(k))
+        extra["few_shot"] = few_shot_rows(
+            embedded_novel,
+            ys.astype(np.int64),
+            yq.astype(np.int64),
+            eval_dims,
+            few_shot,
+            chunk_size=chunk_size,
+        )
+        for row in extra["few_shot"]:
+            if row["method"] in ff_width:
+                row["method"] = "FF"
+        extra["few_shot_data"] = {
+            "novel_classes": int(novel_classes),
+            "class_offset": int(data.num_classes),
+            "support_pool": int(len(ys)),
+            "queries": int(len(yq)),
+        }
+        _log(f"few-shot {list(few_shot)} on {novel_classes} novel classes done "
+             f"({time.time() - start:.0f}s)")  # fmt: skip
+
     result = {
         "dataset": data.name,
         "num_train": data.num_train,
@@ -331,6 +421,7 @@ def evaluate(
         "models": resolved,
         "ff": {str(k): v for k, v in ff_paths.items()},
         "rows": rows,
+        **extra,
         "seconds": round(time.time() - start, 1),
     }
     if out:

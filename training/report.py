@@ -23,9 +23,9 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def pivot_table(result: dict[str, Any], metric: str) -> str:
+def pivot_table(result: dict[str, Any], metric: str, rows: list | None = None) -> str:
     """A markdown table: one row per dim, one column per method, values of `metric` in %."""
-    rows = result["rows"]
+    rows = result["rows"] if rows is None else rows
     methods = _methods(rows)
     dims = sorted({r["dim"] for r in rows})
     cell = {(r["method"], r["dim"]): r.get(metric) for r in rows}
@@ -71,21 +71,43 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     if any("linear_probe_top1" in r for r in result["rows"]):
         parts += ["", "Linear probe top-1:", "", pivot_table(result, "linear_probe_top1")]
+    for key, label, metrics in (
+        ("robustness", "corruption", ("1nn_top1", "head_top1")),
+        ("few_shot", "shots", ("1nn_top1",)),
+    ):
+        for group in _groups(result, key, label):
+            for metric in metrics:
+                subset = [r for r in result[key] if r[label] == group and metric in r]
+                if subset:
+                    title = {"1nn_top1": "1-NN top-1", "head_top1": "head top-1"}[metric]
+                    what = (
+                        f"queries corrupted by `{group}`"
+                        if key == "robustness"
+                        else f"{group}-shot on novel classes"
+                    )
+                    parts += ["", f"{title}, {what}:", "", pivot_table(result, metric, subset)]
     parts += ["", "All metrics:", "", full_table(result)]
     return "\n".join(parts) + "\n"
 
 
-def plot(result: dict[str, Any], metric: str, path: str, title: str) -> None:
+def _groups(result: dict[str, Any], key: str, label: str) -> list[Any]:
+    return list(dict.fromkeys(r[label] for r in result.get(key) or []))
+
+
+def plot(
+    result: dict[str, Any], metric: str, path: str, title: str, rows: list | None = None
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = result["rows"] if rows is None else rows
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
-    for method in _methods(result["rows"]):
+    for method in _methods(rows):
         points = sorted(
             (r["dim"], r[metric])
-            for r in result["rows"]
+            for r in rows
             if r["method"] == method and r.get(metric) is not None
         )
         if points:
@@ -118,3 +140,11 @@ def write_report(result: dict[str, Any], out: str) -> None:
         )
     if any("mAP@10" in r for r in result["rows"]):
         plot(result, "mAP@10", os.path.join(out, "plot_map10.png"), "mAP@10")
+    for group in _groups(result, "robustness", "corruption"):
+        subset = [r for r in result["robustness"] if r["corruption"] == group]
+        path = os.path.join(out, f"plot_robustness_{group}.png")
+        plot(result, "1nn_top1", path, f"1-NN top-1, {group} queries", subset)
+    for group in _groups(result, "few_shot", "shots"):
+        subset = [r for r in result["few_shot"] if r["shots"] == group]
+        path = os.path.join(out, f"plot_few_shot_{group}.png")
+        plot(result, "1nn_top1", path, f"{group}-shot 1-NN top-1, novel classes", subset)

@@ -17,13 +17,14 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
-from mrl_keras.training.backbones import DEFAULT_DIMS, SMALLEST_DIM
+
+import mrl_keras
+from mrl_keras.training.anisotropy import check_anisotropy
+from mrl_keras.training.backbones import DEFAULT_DIMS, DEFAULT_WARMUP_EPOCHS, SMALLEST_DIM
 from mrl_keras.training.data import DataSplits, load_data, make_pipeline, to_numpy
 from mrl_keras.training.models import build_model, set_trainable_layers
 from mrl_keras.training.strategy import is_chief, mixed_precision_policy, select_strategy
 from mrl_keras.training.train_config import TrainConfig
-
-import mrl_keras
 
 HOLDOUT_LIMIT = 10_000
 
@@ -127,6 +128,34 @@ def _multi_worker_workarounds(model: keras.Model, strategy, data: DataSplits):
         tf_trainer._collective_all_reduce_multi_worker = original
 
 
+def warmup_steps(config: TrainConfig, epochs: int, steps_per_epoch: int) -> int:
+    """Steps of linear warmup: `warmup_epochs` (or the backbone's default) epochs, at most all
+    steps but one."""
+    warmup = config.warmup_epochs
+    if warmup is None:
+        warmup = DEFAULT_WARMUP_EPOCHS[config.backbone]
+    total = max(1, epochs * steps_per_epoch)
+    return max(0, min(int(round(warmup * steps_per_epoch)), total - 1))
+
+
+def learning_rate_schedule(config: TrainConfig, epochs: int, steps_per_epoch: int):
+    """Linear warmup from 0 to `learning_rate` over `warmup_steps`, then cosine decay to 1% of
+    it over the remaining steps."""
+    total = max(1, epochs * steps_per_epoch)
+    warmup = warmup_steps(config, epochs, steps_per_epoch)
+    if not warmup:
+        return keras.optimizers.schedules.CosineDecay(
+            config.learning_rate, decay_steps=total, alpha=0.01
+        )
+    return keras.optimizers.schedules.CosineDecay(
+        0.0,
+        decay_steps=total - warmup,
+        alpha=0.01,
+        warmup_target=config.learning_rate,
+        warmup_steps=warmup,
+    )
+
+
 def _strategy_name(strategy) -> str:
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return "MultiWorkerMirroredStrategy"
@@ -195,9 +224,7 @@ def _train_one(
             copied = _init_from(model, config.init_from, data.input_shape)
             frozen = set_trainable_layers(model, config.trainable_layers)
             _log(f"initialised {copied} layers from {config.init_from}; froze {frozen} layers")
-        schedule = keras.optimizers.schedules.CosineDecay(
-            config.learning_rate, decay_steps=max(1, epochs * steps), alpha=0.01
-        )
+        schedule = learning_rate_schedule(config, epochs, steps)
         optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
         head_dims = (ff_dim,) if mode == "ff" else dims
         model.compile(
@@ -250,6 +277,11 @@ def _train_one(
         f"({data.num_train} train, {data.num_classes} classes), {epochs} epochs x {steps} steps, "
         f"global batch {batch} over {replicas} replica(s) ({_strategy_name(strategy)})"
     )
+    probe = data.train.shuffle(4096, seed=config.seed).batch(min(256, max(2, data.num_train)))
+    x_probe, _ = next(iter(probe))
+    anisotropy = check_anisotropy(model, x_probe, label=label)
+    if chief:
+        _log(f"{label}: embedding anisotropy at start (mean pairwise cosine): {anisotropy:.3f}")
     start = time.time()
     test_ds = make_pipeline(data.test, batch, num_replicas=replicas)
     with _multi_worker_workarounds(model, strategy, data):
@@ -270,6 +302,8 @@ def _train_one(
         "nesting_dims": list(head_dims),
         "accuracy": accuracy,
         "test_loss": float(results["loss"]),
+        "anisotropy_at_start": round(anisotropy, 4),
+        "warmup_steps": warmup_steps(config, epochs, steps),
         "steps": int(model.optimizer.iterations.numpy()),
         "epochs": epochs,
         "train_seconds": round(seconds, 1),

@@ -23,7 +23,10 @@ class TrainConfig:
         dims: nesting dims of the head (mrl, mrl-e) or the widths of the ff models; default
             halving d to 8 (12 for the ViT).
         epochs, batch_size (global, over all replicas), learning_rate, weight_decay: optimisation
-            (AdamW with cosine decay).
+            (AdamW with a linear warmup, then cosine decay).
+        warmup_epochs: epochs of linear learning-rate warmup from 0 to `learning_rate` before the
+            cosine decay (fractions allowed; 0 disables it). Default `None`: the backbone's
+            default (`mrl_keras.training.backbones.DEFAULT_WARMUP_EPOCHS`, one epoch).
         steps_per_epoch: cap the steps of an epoch (short runs); default the whole train split.
         holdout: fraction or count of train examples kept out (validation, `holdout.npz`).
         max_train, max_test: subset sizes. image_size, channels: resize / grey to RGB.
@@ -52,6 +55,7 @@ class TrainConfig:
     batch_size: int = 128
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
+    warmup_epochs: float | None = None
     steps_per_epoch: int | None = None
     data_dir: str | None = None
     holdout: float = 0.1
@@ -89,6 +93,15 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"Expected a positive int {name}. Received: {name}={value!r}")
+        if self.warmup_epochs is not None and (
+            isinstance(self.warmup_epochs, bool)
+            or not isinstance(self.warmup_epochs, (int, float))
+            or not 0 <= self.warmup_epochs <= 1e6
+        ):
+            raise ValueError(
+                "Expected warmup_epochs >= 0 (0 disables the warmup). Received: "
+                f"warmup_epochs={self.warmup_epochs!r}"
+            )
         if self.mode not in ("mrl", "mrl-e", "ff"):
             raise ValueError(f"Unknown mode {self.mode!r}. Expected one of ('mrl', 'mrl-e', 'ff').")
         if self.trainable_layers is not None and self.init_from is None:

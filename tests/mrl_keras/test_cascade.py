@@ -1,6 +1,7 @@
 """`mrl_keras.cascade`: the NumPy cascade and threshold calibration (section 4.2.1)."""
 
 import itertools
+import statistics
 
 import numpy as np
 import pytest
@@ -74,7 +75,8 @@ def test_calibration_meets_default_target():
 def test_calibration_beats_brute_force_on_a_coarse_grid(target):
     probs, y = _holdout(n=300, seed=3)
     grid = [*np.round(np.linspace(0, 1, 11), 10), NEVER_STOP]
-    cal = calibrate_cascade(probs, y, DIMS, target_accuracy=target)
+    # confidence=None: the exact optimum on the holdout set, which brute force can check.
+    cal = calibrate_cascade(probs, y, DIMS, target_accuracy=target, confidence=None)
     best = None
     for head in itertools.product(grid, repeat=len(DIMS) - 1):
         accuracy, expected_dim = _evaluate(probs, y, [*head, 0.0], DIMS)
@@ -132,6 +134,9 @@ def test_from_logits_and_single_prefix():
         (dict(target_accuracy=1.5), r"target_accuracy. in \[0, 1\]"),
         (dict(target_accuracy=1.0), "No thresholds reach"),
         (dict(max_expected_dim=4), "at least the smallest nesting dim"),
+        (dict(confidence=1.0), r"confidence in \[0.5, 1\)"),
+        (dict(confidence="high"), "confidence in"),
+        (dict(folds=-1), "folds >= 0"),
         (dict(nesting_dims=(16, 8, 32)), "strictly increasing"),
     ],
 )
@@ -146,3 +151,48 @@ def test_cascade_predict_rejects_wrong_threshold_count():
     probs, _ = _holdout(10)
     with pytest.raises(ValueError, match="one threshold per nesting dim"):
         cascade_predict(probs, [0.5, 0.5], DIMS)
+
+
+def test_confidence_bound_is_the_paired_lower_bound():
+    probs, y = _holdout(n=1500, seed=1)
+    cal = calibrate_cascade(probs, y, DIMS, folds=0)
+    pred = cascade_predict(probs, cal.thresholds, DIMS)
+    d = (pred.classes == y).astype(float) - (probs[:, -1].argmax(-1) == y)
+    z = statistics.NormalDist().inv_cdf(0.95)
+    expected = (pred.classes == y).mean() - z * d.std(ddof=1) / np.sqrt(len(y))
+    assert cal.confidence == 0.95 and cal.cv_folds == 0 and cal.cv_accuracy is None
+    assert cal.accuracy_lower_bound == pytest.approx(expected)
+    assert cal.accuracy_lower_bound >= cal.target_accuracy - 1e-12
+    # The exact optimum on the holdout set is cheaper, and its own bound misses the target.
+    exact = calibrate_cascade(probs, y, DIMS, confidence=None, folds=0)
+    assert exact.expected_dim < cal.expected_dim and exact.accuracy_lower_bound is None
+
+
+def test_confidence_meets_the_target_on_new_data_where_the_exact_optimum_does_not():
+    test_probs, test_y = _holdout(n=40_000, seed=99)  # the same distribution, new examples
+    full = (test_probs[:, -1].argmax(-1) == test_y).mean()
+    misses = {None: 0, 0.95: 0}
+    for seed in range(4):
+        probs, y = _holdout(n=1500, seed=seed)
+        for confidence in misses:
+            cal = calibrate_cascade(probs, y, DIMS, confidence=confidence, folds=0)
+            accuracy, _ = _evaluate(test_probs, test_y, cal.thresholds, DIMS)
+            misses[confidence] += accuracy < full - 0.005
+    assert misses[0.95] == 0
+    assert misses[None] >= 2
+
+
+def test_out_of_fold_check_matches_refitting_by_hand():
+    probs, y = _holdout(n=900, seed=2)
+    cal = calibrate_cascade(probs, y, DIMS, folds=3, seed=7)
+    fold = np.random.default_rng(7).permutation(len(y)) % 3
+    hits, dims_used = np.zeros(len(y)), np.zeros(len(y))
+    for f in range(3):
+        fit, held = fold != f, fold == f
+        sub = calibrate_cascade(probs[fit], y[fit], DIMS, folds=0)
+        pred = cascade_predict(probs[held], sub.thresholds, DIMS)
+        hits[held], dims_used[held] = pred.classes == y[held], pred.dims_used
+    assert cal.cv_folds == 3
+    assert cal.cv_accuracy == pytest.approx(hits.mean())
+    assert cal.cv_expected_dim == pytest.approx(dims_used.mean())
+    assert cal.cv_full_dim_accuracy == pytest.approx(cal.full_dim_accuracy)

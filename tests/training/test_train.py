@@ -7,8 +7,9 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from mrl_keras.training import TrainConfig, train
 from training_helpers import REPO, TINY, mrl_command, subprocess_env
+
+from mrl_keras.training import TrainConfig, train
 
 
 def test_mrl_run_directory_layout(mrl_run, fashion_small):
@@ -195,3 +196,29 @@ def test_kill_after_epoch_one_and_resume(tmp_path):
     assert "epoch 4/3" not in third.stdout and "loss=" not in third.stdout
     rows = (out / "history.csv").read_text().strip().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2"]
+
+
+def test_learning_rate_warms_up_linearly_then_decays():
+    from mrl_keras.training.train import learning_rate_schedule, warmup_steps
+
+    config = TrainConfig(learning_rate=1e-3, warmup_epochs=1.5)
+    assert warmup_steps(config, epochs=4, steps_per_epoch=10) == 15
+    schedule = learning_rate_schedule(config, epochs=4, steps_per_epoch=10)
+    lr = [float(schedule(step)) for step in range(41)]
+    np.testing.assert_allclose(lr[:16], np.arange(16) / 15 * 1e-3, rtol=1e-5, atol=1e-9)
+    assert all(a >= b for a, b in zip(lr[15:], lr[16:], strict=False))
+    assert lr[40] == pytest.approx(1e-5, rel=1e-3)  # cosine to 1% of the peak at the end
+    # the backbone default (one epoch), and 0 = no warmup: cosine from the first step
+    assert warmup_steps(TrainConfig(), epochs=3, steps_per_epoch=7) == 7
+    no_warmup = learning_rate_schedule(TrainConfig(warmup_epochs=0), 3, 7)
+    assert float(no_warmup(0)) == pytest.approx(2e-3)
+    # a warmup longer than the run is capped at all steps but one
+    assert warmup_steps(TrainConfig(warmup_epochs=10), epochs=2, steps_per_epoch=5) == 9
+    with pytest.raises(ValueError, match="warmup_epochs >= 0"):
+        TrainConfig(warmup_epochs=-1)
+
+
+def test_summary_records_anisotropy_and_warmup(mrl_run):
+    saved = json.loads((Path(mrl_run["run_dir"]) / "summary.json").read_text())
+    assert -1.0 <= saved["anisotropy_at_start"] < 0.5  # no final ReLU: zero-centred
+    assert saved["warmup_steps"] == 5  # one epoch, capped at all 6 steps but one

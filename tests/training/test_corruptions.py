@@ -1,0 +1,56 @@
+"""`mrl_keras.training.corruptions`: seeded image corruptions, checked against NumPy loops."""
+
+import numpy as np
+import pytest
+
+from mrl_keras.training.corruptions import CORRUPTIONS, corrupt, occlusion, stroke_width
+
+
+def _images(n=3, side=9):
+    rng = np.random.default_rng(0)
+    return rng.random((n, side, side, 1)).astype(np.float32)
+
+
+def test_each_corruption_keeps_shape_range_and_is_seeded():
+    x = _images()
+    for name in CORRUPTIONS:
+        a, b = corrupt(x, name, seed=1), corrupt(x, name, seed=1)
+        assert a.shape == x.shape and a.dtype == x.dtype
+        assert a.min() >= 0.0 and a.max() <= 1.0
+        np.testing.assert_array_equal(a, b)
+        assert not np.array_equal(a, x), name
+    assert not np.array_equal(corrupt(x, "noise", 1), corrupt(x, "noise", 2))
+    np.testing.assert_array_equal(corrupt(x, "clean"), x)
+
+
+def test_blur_and_stroke_width_match_a_loop():
+    x = _images(2, 6)
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    box = np.zeros_like(x)
+    dil = np.zeros_like(x)
+    ero = np.zeros_like(x)
+    for i in range(6):
+        for j in range(6):
+            window = padded[:, i : i + 3, j : j + 3]
+            box[:, i, j] = window.mean(axis=(1, 2))
+            dil[:, i, j] = window.max(axis=(1, 2))
+            ero[:, i, j] = window.min(axis=(1, 2))
+    np.testing.assert_allclose(corrupt(x, "blur"), box, rtol=1e-6)
+    np.testing.assert_array_equal(stroke_width(x, 1), dil)
+    np.testing.assert_array_equal(stroke_width(x, -1), ero)
+
+
+def test_occlusion_blacks_out_one_square_per_image():
+    x = np.ones((4, 20, 20, 1), np.float32)
+    out = occlusion(x, fraction=0.35, seed=3)
+    for img in out[..., 0]:
+        rows, cols = np.where(img == 0.0)
+        assert len(rows) == 7 * 7
+        assert rows.max() - rows.min() == 6 and cols.max() - cols.min() == 6
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="Unknown corruption 'fog'"):
+        corrupt(_images(), "fog")
+    with pytest.raises(ValueError, match="float images of shape"):
+        corrupt(np.zeros((3, 3), np.float32), "blur")
