@@ -258,7 +258,9 @@ class DemoRun:
         self.results["cascade"]["calibration"] = {
             k: calibration[k]
             for k in ("thresholds", "expected_dim", "accuracy", "full_dim_accuracy",
-                      "target_accuracy", "dim_fractions", "search")
+                      "target_accuracy", "dim_fractions", "search", "confidence",
+                      "accuracy_lower_bound", "cv_accuracy", "cv_full_dim_accuracy",
+                      "cv_expected_dim", "cv_folds")
         }  # fmt: skip
         self.results["cascade"]["test"] = {
             "accuracy": float(np.mean(classes == self.y_q)),

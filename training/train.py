@@ -321,8 +321,8 @@ def _train_one(
     return summary
 
 
-def _print_table(rows: list[tuple[str, dict[str, float]]]) -> None:
-    print("\n| model | prefix | test top-1 |\n|---|---:|---:|")
+def _print_table(rows: list[tuple[str, dict[str, float]]], num_test: int) -> None:
+    print(f"\n| model | prefix | head top-1 on all {num_test} test images |\n|---|---:|---:|")
     for name, accuracy in rows:
         for m, acc in accuracy.items():
             print(f"| {name} | {m} | {acc:.4f} |")
@@ -390,7 +390,7 @@ def train(
     try:
         if config.mode != "ff":
             summary = _train_one(config, data, strategy, run_dir, config.mode, dims, config.epochs)
-            _print_table([(config.mode, summary["accuracy"])])
+            _print_table([(config.mode, summary["accuracy"])], data.num_test)
             return {"run_dir": run_dir, **summary}
         runs = {}
         for m in dims:
@@ -421,7 +421,7 @@ def train(
         }
         if chief:
             _atomic_json(os.path.join(run_dir, "summary.json"), summary)
-        _print_table([("ff", accuracy)])
+        _print_table([("ff", accuracy)], data.num_test)
         return {"run_dir": run_dir, **summary}
     finally:
         keras.config.set_dtype_policy(previous_policy)
