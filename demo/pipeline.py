@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 import numpy as np
+
 from mrl_keras.demo.demo_config import DemoConfig
 from mrl_keras.demo.progress import Progress, StageError
 
@@ -203,7 +204,7 @@ class DemoRun:
             dict(self.runs),
             ff=getattr(self, "ff_dir", None),
             data=splits,
-            all_dims_=True,
+            all_dims=True,
             probe=c.probe,
             probe_epochs=c.probe_epochs,
             seed=c.seed,
@@ -219,10 +220,10 @@ class DemoRun:
 
     def stage_calibrate(self) -> None:
         import keras
-        from mrl_keras.demo.cascade_eval import cascade_curve
-        from mrl_keras.export import head_probabilities
 
         import mrl_keras
+        from mrl_keras.demo.cascade_eval import cascade_curve
+        from mrl_keras.export import head_probabilities
 
         mrl_keras.register_keras_objects()  # the .keras file holds a MatryoshkaHead
         run_dir = self.runs["MRL"]

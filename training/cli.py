@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
+
+from mrl_keras.cli_parser import Parser, fail
 
 
 def _dims(text: str) -> tuple[int, ...]:
@@ -14,15 +15,9 @@ def _dims(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated ints, got {text!r}") from e
 
 
-def _fail(prog: str, error: Exception) -> int:
-    print(f"{prog}: {error}", file=sys.stderr)
-    return 2
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit status 2
-        print(f"{self.prog}: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(2)
+# The parser and exit convention of every `mrl` command (one line, exit status 2).
+_Parser = Parser
+_fail = fail
 
 
 def train_parser() -> argparse.ArgumentParser:
@@ -204,7 +199,7 @@ def evaluate_main(argv: list[str]) -> int:
             ff=args.ff,
             dataset=args.dataset,
             dims=list(args.dims) if args.dims else None,
-            all_dims_=args.all_dims,
+            all_dims=args.all_dims,
             baselines=baselines,
             probe=not args.no_probe,
             probe_epochs=args.probe_epochs,

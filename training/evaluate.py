@@ -58,7 +58,7 @@ def ff_models(ff_dir: str) -> dict[int, str]:
     return dict(sorted(found.items()))
 
 
-def all_dims(d: int, smallest: int = 2) -> list[int]:
+def interpolation_dims(d: int, smallest: int = 2) -> list[int]:
     """Every power of two and every midpoint (3 * 2^k) from `smallest` up to d, plus d."""
     out = set()
     p = 1
@@ -69,6 +69,9 @@ def all_dims(d: int, smallest: int = 2) -> list[int]:
         p *= 2
     out.add(d)
     return sorted(out)
+
+
+all_dims = interpolation_dims  # the name before `evaluate` took an `all_dims` argument
 
 
 class _Embedder:
@@ -140,7 +143,7 @@ def evaluate(
     dataset: str | None = None,
     data: DataSplits | None = None,
     dims: list[int] | None = None,
-    all_dims_: bool = False,
+    all_dims: bool = False,
     baselines: tuple[str, ...] = ("svd", "random"),
     ks: tuple[int, ...] = KS,
     probe: bool = True,
@@ -168,7 +171,7 @@ def evaluate(
         dataset: dataset name; default the first run's `config.json` dataset.
         data: already loaded `DataSplits` (overrides dataset).
         dims: the dims to evaluate; default the union of the models' nesting dims (and FF widths).
-        all_dims_: also every power of two and midpoint up to d (Figure 5's interpolation).
+        all_dims: also every power of two and midpoint up to d (Figure 5's interpolation).
         baselines: subset of ("svd", "random").
         ks: cut-offs of mAP@k and P@k.
         probe: run the linear probe. probe_epochs: its epochs.
@@ -263,8 +266,8 @@ def evaluate(
     d = max(widths)
     head_dims = sorted({m for e in embedded.values() for m in e[0].head_dims} | set(ff_paths))
     eval_dims = sorted(set(dims) if dims else set(head_dims or [d]))
-    if all_dims_:
-        eval_dims = sorted(set(eval_dims) | set(all_dims(d, min(eval_dims + [8]))))
+    if all_dims:
+        eval_dims = sorted(set(eval_dims) | set(interpolation_dims(d, min(eval_dims + [8]))))
 
     any_e = next(iter(embedded.values()), None) or next(iter(ff_embedded.values()))
     y_train, y_test = any_e[3], any_e[4]

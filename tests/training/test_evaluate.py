@@ -66,7 +66,7 @@ def test_all_dims_and_errors(runs, fashion_small):
     result = evaluate(
         {"MRL": mrl_run_dir},
         data=fashion_small,
-        all_dims_=True,
+        all_dims=True,
         probe=False,
         baselines=(),
         ks=(10,),
