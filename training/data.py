@@ -217,6 +217,13 @@ def _from_tfds(name, data_dir, holdout, seed, max_train, max_test, image_size, c
             f"Received features: {list(features)}"
         )
     splits = builder.info.splits
+    where = data_dir or "~/tensorflow_datasets"
+    if not list(splits) and not builder.is_prepared():
+        raise ValueError(
+            f"TFDS could not download {name!r} (no network?): it is not prepared in {where} and "
+            "its split metadata is unknown until it is downloaded. Prepare it on a machine with "
+            f"network access (`tfds build {name} --data_dir DIR`) and pass --data-dir DIR."
+        )
     test_split = "test" if "test" in splits else "validation" if "validation" in splits else None
     if "train" not in splits or test_split is None:
         raise ValueError(
@@ -227,7 +234,7 @@ def _from_tfds(name, data_dir, holdout, seed, max_train, max_test, image_size, c
         builder.download_and_prepare()
     except Exception as e:  # noqa: BLE001
         raise ValueError(
-            f"Could not prepare TFDS dataset {name!r} in data dir {data_dir or '~/tensorflow_datasets'}: "
+            f"TFDS could not download or prepare {name!r} in {where} (no network?): "
             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. Manual-download "
             "datasets (e.g. imagenet2012) need their archives in <data-dir>/downloads/manual."
         ) from e

@@ -163,11 +163,34 @@ def _strategy_name(strategy) -> str:
 
 
 class _EpochProgress(keras.callbacks.Callback):
-    """One line per epoch with elapsed time, for logs that are not a terminal."""
+    """One line per epoch with elapsed time, for logs that are not a terminal, and once, early
+    in the first epoch, the estimated time per epoch and for the run."""
 
-    def __init__(self, label: str, epochs: int):
+    def __init__(self, label: str, epochs: int, steps: int, estimate_after: int = 20):
         super().__init__()
-        self.label, self.epochs, self.start = label, epochs, time.time()
+        self.label, self.epochs, self.steps = label, epochs, steps
+        self.estimate_after = estimate_after
+        self.start = time.time()
+        self.estimated = False
+        self.first_batch_end: float | None = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.estimated:
+            return
+        now = time.time()
+        if self.first_batch_end is None:  # the first step includes tracing: time from its end
+            self.first_batch_end = now
+            return
+        timed = batch  # steps since the first one ended
+        if timed >= min(self.estimate_after, self.steps - 1):
+            per_step = (now - self.first_batch_end) / max(1, timed)
+            per_epoch = per_step * self.steps
+            _log(
+                f"{self.label}: ~{per_epoch:.0f} s per epoch ({per_step * 1000:.0f} ms per step "
+                f"over {timed} steps), ~{per_epoch * self.epochs / 60:.1f} min for "
+                f"{self.epochs} epochs"
+            )
+            self.estimated = True
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -258,7 +281,7 @@ def _train_one(
             _log(f"{label}: resuming from backup at epoch {done + 1}/{epochs}")
     callbacks = [
         # Progress and history first: a run killed right after its backup has logged the epoch.
-        _EpochProgress(label, epochs),
+        _EpochProgress(label, epochs, steps),
         keras.callbacks.CSVLogger(os.path.join(work_dir, "history.csv"), append=True),
         keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(os.path.join(work_dir, "checkpoints", "last.keras")),

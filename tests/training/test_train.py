@@ -222,3 +222,14 @@ def test_summary_records_anisotropy_and_warmup(mrl_run):
     saved = json.loads((Path(mrl_run["run_dir"]) / "summary.json").read_text())
     assert -1.0 <= saved["anisotropy_at_start"] < 0.5  # no final ReLU: zero-centred
     assert saved["warmup_steps"] == 5  # one epoch, capped at all 6 steps but one
+
+
+def test_progress_estimates_the_epoch_time_once_early(capsys):
+    from mrl_keras.training.train import _EpochProgress
+
+    progress = _EpochProgress("run", epochs=4, steps=10, estimate_after=3)
+    for batch in range(6):
+        progress.on_train_batch_end(batch)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "per epoch" in line]
+    assert len(lines) == 1
+    assert "ms per step over 3 steps" in lines[0] and "min for 4 epochs" in lines[0]

@@ -3,6 +3,7 @@ import struct
 
 import numpy as np
 import pytest
+
 from mrl_keras.training import data as D
 
 
@@ -101,3 +102,10 @@ def test_errors(tmp_path):
         D.load_fashion_mnist(str(tmp_path / "empty"))
     with pytest.raises(ValueError, match="holdout"):
         D.load_data("fashion_mnist", holdout=-1)
+
+
+def test_offline_tfds_name_says_it_could_not_download(tmp_path):
+    from mrl_keras.training.data import load_data
+
+    with pytest.raises(ValueError, match=r"TFDS could not download 'mnist' \(no network\?\)"):
+        load_data("mnist", data_dir=str(tmp_path / "tfds"))
