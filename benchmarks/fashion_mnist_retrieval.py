@@ -1,11 +1,11 @@
-"""Adaptive retrieval on Fashion-MNIST embeddings: single-shot vs AR vs funnel (issue 6).
+"""Adaptive retrieval on Fashion-MNIST embeddings: single-shot vs AR vs funnel.
 
 Trains a small MRL model on Fashion-MNIST (MLP 784 -> 512 -> z, d = 256, nesting 8..256,
 MatryoshkaLoss), embeds the 60,000 training images as the database and the 10,000 test images
 as queries, builds `mrl_keras.serving` indexes and measures, for k = 10:
 
 - recall@10 against exact single-shot search at full d (NumPy brute force),
-- mAP@10 with class relevance (as `mrl_keras.training.metrics.retrieval_metrics`),
+- mAP@10 with class relevance (`mrl_keras.retrieval_metrics.map_at_k`),
 - queries per second, batched (all queries in one call) and one query per call.
 
 A second part times the batched rerank kernel alone on a synthetic store (default
@@ -33,15 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-
-def _map_at_k(neighbor_labels, labels, database_labels, k=10):
-    rel = (neighbor_labels[:, :k] == labels[:, None]).astype(np.float64)
-    precision = np.cumsum(rel, axis=1) / np.arange(1, k + 1)
-    counts = np.bincount(database_labels, minlength=int(labels.max()) + 1)[labels]
-    denom = np.minimum(k, counts)
-    return float(
-        np.mean(np.where(denom > 0, (precision * rel).sum(axis=1) / np.maximum(denom, 1), 0.0))
-    )
+from mrl_keras.retrieval_metrics import l2_normalize, map_at_k  # noqa: E402
 
 
 def _recall(found, exact):
@@ -85,9 +77,9 @@ def _best_time(fn, repeats):
 
 def train_and_embed(epochs, seed=0):
     import keras
-    from mrl_keras.serving import _corpus
 
     import mrl_keras
+    from mrl_keras.serving.retrieval import corpus as _corpus
 
     x_train, y_train = _corpus.load_dataset_split("fashion_mnist", "train")
     x_test, y_test = _corpus.load_dataset_split("fashion_mnist", "test")
@@ -107,8 +99,7 @@ def train_and_embed(epochs, seed=0):
     features = keras.Model(model.inputs, model.get_layer("embedding").output)
 
     def embed(x):
-        e = np.asarray(features.predict(x, batch_size=2048, verbose=0), np.float32)
-        return e / np.linalg.norm(e, axis=1, keepdims=True)
+        return l2_normalize(features.predict(x, batch_size=2048, verbose=0))
 
     return embed(x_train), y_train, embed(x_test), y_test
 
@@ -123,7 +114,7 @@ def fashion_mnist(args):
         {
             "method": f"exact single-shot d={d} (NumPy)",
             "recall@10": 1.0,
-            "mAP@10": _map_at_k(db_y[exact], q_y, db_y),
+            "mAP@10": map_at_k(db_y[exact], q_y, db_y),
             "qps_batched": len(queries) / exact_time,
             "qps_single": None,
             "qps_batched_cpu": len(queries) / _CPU["last"],
@@ -184,7 +175,7 @@ def fashion_mnist(args):
             {
                 "method": name,
                 "recall@10": _recall(result.ids, exact),
-                "mAP@10": _map_at_k(db_y[result.ids], q_y, db_y),
+                "mAP@10": map_at_k(db_y[result.ids], q_y, db_y),
                 "qps_batched": len(queries) / seconds,
                 "qps_single": len(single) / single_seconds,
                 "qps_batched_cpu": len(queries) / cpu_seconds,
@@ -196,8 +187,8 @@ def fashion_mnist(args):
 
 
 def rerank_kernel(args):
-    from mrl_keras.serving.index import default_prefix_norm_dims
-    from mrl_keras.serving.rerank import PrefixReranker
+    from mrl_keras.serving.retrieval.index import default_prefix_norm_dims
+    from mrl_keras.serving.retrieval.rerank import PrefixReranker
 
     rng = np.random.default_rng(0)
     n, d, K = args.kernel_rows, args.kernel_dim, args.shortlist_size

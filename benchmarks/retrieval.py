@@ -1,4 +1,4 @@
-"""Adaptive retrieval vs single-shot peers, side by side, in one process (issue 8).
+"""Adaptive retrieval vs single-shot peers, side by side, in one process.
 
 Contenders, all over the same database and queries with the same thread count: exact brute
 force (NumPy/BLAS, full d), ScaNN single-shot at full d (tree + AH + reorder, swept),
@@ -45,10 +45,10 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from benchmarks import _common as common  # noqa: E402
-from benchmarks import _contenders as ct  # noqa: E402
-from benchmarks import _retrieval_data as rd  # noqa: E402
-from benchmarks import _retrieval_report as report  # noqa: E402
+from benchmarks import common  # noqa: E402
+from benchmarks import contenders as ct  # noqa: E402
+from benchmarks import retrieval_data as rd  # noqa: E402
+from benchmarks import retrieval_report as report  # noqa: E402
 
 METHODS = ("exact", "scann", "hnsw", "ar", "ar-fused")
 

@@ -1,4 +1,4 @@
-"""The HTTP service under bounded concurrent load on loopback (issue 8).
+"""The HTTP service under bounded concurrent load on loopback.
 
 Starts `mrl serve` on 127.0.0.1 twice, in front of (a) the in-process SavedModel backend
 (`--model`) and (b) the dev model server over gRPC (`mrl model-server` + `--tf-serving-grpc`),
@@ -36,9 +36,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from benchmarks import _common as common  # noqa: E402
+from benchmarks import common  # noqa: E402
 
-SECTION = "Serving under load (issue 8)"
+SECTION = "Serving under load"
 MODEL_NAME = "fmnist_bench"
 
 
@@ -53,11 +53,11 @@ def prepare_artifacts(
 ) -> tuple[Path, Path, np.ndarray]:
     """An exported MRL model (base path) and an index over `corpus` training images."""
     import keras
+
+    import mrl_keras
     from mrl_keras.export import export_saved_model
     from mrl_keras.serving import build_index
     from mrl_keras.training.data import load_fashion_mnist
-
-    import mrl_keras
 
     data = load_fashion_mnist()
     x_train = data["x_train"][..., None].astype("float32") / 255.0
@@ -203,7 +203,7 @@ def load(url: str, bodies: list[bytes], concurrency: int, requests_n: int, secon
 def direct(backend, index_dir: Path, images: np.ndarray, n: int) -> dict[str, Any]:
     """Direct Python calls, one example at a time: the work the service wraps."""
     from mrl_keras.serving import AdaptiveIndex, AdaptiveRetriever
-    from mrl_keras.serving.cascade_client import CascadeClassifier
+    from mrl_keras.serving.backends.cascade_client import CascadeClassifier
 
     retriever = AdaptiveRetriever(AdaptiveIndex.load(index_dir), backend)
     cascade = CascadeClassifier(backend)

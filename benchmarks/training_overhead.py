@@ -1,4 +1,4 @@
-"""Training-step overhead of MRL / MRL-E over a plain Dense head + cross-entropy (issue 8).
+"""Training-step overhead of MRL / MRL-E over a plain Dense head + cross-entropy.
 
 The same backbone is built three times with the same seed: (a) pooled features -> Dense(L) +
 sparse categorical cross-entropy, (b) -> `mrl_keras.MatryoshkaHead(L, nesting_dims)` +
@@ -29,9 +29,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import numpy as np  # noqa: E402
 
-from benchmarks import _common as common  # noqa: E402
+from benchmarks import common  # noqa: E402
 
-SECTION = "Training overhead (issue 8)"
+SECTION = "Training overhead"
 VARIANTS = ("plain", "mrl", "mrl-e")
 TARGETS = {"mrl": 1.03, "mrl-e": 1.02}
 CONFIGS = {
@@ -56,9 +56,9 @@ CONFIGS = {
 
 def build(variant: str, cfg: dict[str, Any], seed: int = 0):
     import keras
-    from mrl_keras.training.backbones import backbone_features
 
     import mrl_keras
+    from mrl_keras.training.backbones import backbone_features
 
     keras.utils.set_random_seed(seed)
     inputs = keras.Input(cfg["image"], name="inputs")

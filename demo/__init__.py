@@ -14,7 +14,7 @@ status = run_demo(make_config("fashion_mnist", quick=True, out="runs/demo-quick"
 
 from __future__ import annotations
 
-from typing import Any
+from mrl_keras.lazy import lazy_namespace
 
 __all__ = [
     "DemoConfig",
@@ -34,10 +34,4 @@ _LAZY = {
     "write_report": "mrl_keras.demo.report",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'mrl_keras.demo' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_namespace(__name__, _LAZY, __all__)

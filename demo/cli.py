@@ -7,6 +7,8 @@ import os
 import shlex
 import sys
 
+from mrl_keras.cli_parser import Parser
+
 DESCRIPTION = """\
 Run the whole life of a Matryoshka model on this machine: train an MRL model on Fashion-MNIST,
 evaluate every prefix, calibrate the cascade on the holdout, export a versioned SavedModel,
@@ -21,14 +23,8 @@ report.json and plots mirroring the paper's Figures 2, 3, 5, 6, 7 and 8).
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit status 2
-        print(f"{self.prog}: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog="mrl demo",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,

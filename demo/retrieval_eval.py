@@ -17,42 +17,19 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+
+from mrl_keras.retrieval_metrics import l2_normalize, map_at_k
 from mrl_keras.serving import AdaptiveIndex, AdaptiveRetriever, build_index
-from mrl_keras.training import metrics as M
+from mrl_keras.serving.retrieval.funnel import funnel_mflops, paper_funnel
 
 K_EVAL = 10
-
-
-def funnel_stages(d_s: int, d: int, shortlist: int = 200, k: int = K_EVAL) -> list[list[int]]:
-    """The paper's funnel: halve the shortlist and double the dim at every stage, end at `d`.
-
-    For `D_s = 16, d = 2048, K = 200`: `(32, 100), (64, 50), (128, 25), (256, 10), (2048, 10)`.
-    """
-    stages, dim, size = [], 2 * d_s, shortlist // 2
-    while dim < d:
-        if size < 2 * k:
-            stages.append([dim, k])
-            break
-        stages.append([dim, size])
-        dim, size = 2 * dim, size // 2
-    stages.append([d, k])
-    return stages
-
-
-def funnel_mflops(n: int, d_s: int, shortlist: int, stages: Sequence[Sequence[int]]) -> float:
-    """Exact-search MFLOPs per query of a funnel: the shortlist plus every stage's rerank."""
-    cost, survivors = float(n * d_s), shortlist
-    for dim, size in stages:
-        cost += survivors * dim
-        survivors = size
-    return cost / 1e6
 
 
 def map_at_10(ids: np.ndarray, y_db: np.ndarray, y_queries: np.ndarray) -> float:
     """mAP@10 with class relevance of ranked database rows (`-1`: no result)."""
     ids = np.asarray(ids, dtype=np.int64)
-    labels = np.where(ids >= 0, y_db[np.clip(ids, 0, None)], -1)
-    return float(M.retrieval_metrics(labels, y_queries, y_db, ks=(K_EVAL,))[f"mAP@{K_EVAL}"])
+    labels = y_db[np.clip(ids, 0, None)]
+    return map_at_k(labels, y_queries, y_db, k=K_EVAL, valid=ids >= 0)
 
 
 def exact_search(queries: np.ndarray, db: np.ndarray, k: int, chunk: int = 1024) -> np.ndarray:
@@ -63,8 +40,8 @@ def exact_search(queries: np.ndarray, db: np.ndarray, k: int, chunk: int = 1024)
     """
     import tensorflow as tf
 
-    db = M.l2_normalize(db)
-    queries = M.l2_normalize(queries)
+    db = l2_normalize(db)
+    queries = l2_normalize(queries)
     out = np.empty((len(queries), k), dtype=np.int64)
     for start in range(0, len(queries), chunk):
         scores = tf.matmul(queries[start : start + chunk], db, transpose_b=True)
@@ -199,7 +176,7 @@ def _sweep_one(retriever, out, queries, y_db, y_queries, dims, d_s, shortlist_si
                 rerank_dim=int(d_r),
             )
         )
-    stages = funnel_stages(d_s, d, shortlist_size, k)
+    stages = paper_funnel(d_s, d, shortlist_size, k)
     seconds, result = best_time(
         lambda: retriever.search_embeddings(
             queries, k, shortlist_size=shortlist_size, funnel=stages

@@ -67,7 +67,9 @@ class ServiceProcess:
 
     def start(self) -> ServiceProcess:
         import uvicorn
-        from mrl_keras.serving.service import SearchService, ServiceConfig, create_app
+
+        from mrl_keras.serving.service.app import create_app
+        from mrl_keras.serving.service.search_service import SearchService, ServiceConfig
 
         t0 = time.time()
         self._service = SearchService(self.backend, self.index, ServiceConfig())

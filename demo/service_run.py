@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from mrl_keras.demo.retrieval_eval import funnel_stages, map_at_10
+
+from mrl_keras.demo.retrieval_eval import map_at_10
 from mrl_keras.demo.service_client import ServiceError, ServiceProcess
+from mrl_keras.serving.retrieval.funnel import paper_funnel
 
 BATCH = 32
 MIN_AGREEMENT = 0.95
@@ -31,7 +33,7 @@ def exercise_service(run: Any) -> dict[str, Any]:
     n = min(c.service_queries, len(run.x_test))
     x, y = run.x_test[:n], run.y_test[:n]
     d = run.d
-    funnel = funnel_stages(c.shortlist_dim, d, c.shortlist_size)
+    funnel = paper_funnel(c.shortlist_dim, d, c.shortlist_size)
     retriever = AdaptiveRetriever(AdaptiveIndex.load(run.paths["index"]), run.backend)
     direct = retriever.search(x, k=10, shortlist_size=c.shortlist_size)
     direct_funnel = retriever.search(x, k=10, shortlist_size=c.shortlist_size, funnel=funnel)

@@ -8,9 +8,8 @@ same reason.
 
 from __future__ import annotations
 
-from typing import Any
-
 from mrl_keras.export.metadata import read_metadata, validate_metadata
+from mrl_keras.lazy import lazy_namespace
 
 __all__ = [
     "ExportedModel",
@@ -28,10 +27,4 @@ _LAZY = {
     "read_warmup_requests": "mrl_keras.export.warmup",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'mrl_keras.export' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_namespace(__name__, _LAZY, __all__)

@@ -11,14 +11,15 @@ from typing import Any
 
 import keras
 import numpy as np
+
+import mrl_keras
+from mrl_keras.cascade import CascadeCalibration, calibrate_cascade
+from mrl_keras.checks import is_int
 from mrl_keras.export import signatures as sigs
 from mrl_keras.export.metadata import FORMAT_VERSION, write_metadata
 from mrl_keras.export.model_parts import Parts, find_parts, head_probabilities
 from mrl_keras.export.version_folder import atomic_version_folder, check_writable, resolve_version
 from mrl_keras.export.warmup import write_warmup_requests
-
-import mrl_keras
-from mrl_keras.cascade import CascadeCalibration, calibrate_cascade
 
 DEFAULT_CASCADE_THRESHOLD = 0.9
 """Threshold of every prefix but the last when the cascade is not calibrated."""
@@ -61,13 +62,9 @@ def check_backend(backend: str | None = None) -> None:
         )
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def _check_dims(values: Sequence[Any] | None, d: int, name: str) -> tuple[int, ...]:
     values = tuple(values or ())
-    bad = [v for v in values if not _is_int(v) or not 1 <= v <= d]
+    bad = [v for v in values if not is_int(v) or not 1 <= v <= d]
     if bad:
         raise ValueError(
             f"Expected {name} to be ints in [1, {d}] (the embedding has {d} dims). "

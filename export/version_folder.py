@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 import socket
 from collections.abc import Iterator
 
+from mrl_keras.atomic_publish import make_temp_dir, process_alive, publish_directory
 from mrl_keras.export.metadata import list_versions
 
 TEMP_PREFIX = ".mrl-export-"
@@ -73,28 +73,6 @@ def resolve_version(base_path: str | os.PathLike, version: int | None, overwrite
     return version
 
 
-def _make_temp(base: str, prefix: str) -> str:
-    # os.mkdir honours the umask (tempfile.mkdtemp would make it 0700, unreadable by a TF
-    # Serving process running as another user once renamed into place).
-    while True:
-        path = os.path.join(base, prefix + secrets.token_hex(6))
-        try:
-            os.mkdir(path)
-            return path
-        except FileExistsError:
-            continue
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale_temporaries(base_path: str | os.PathLike) -> list[str]:
     """Removes temporary folders left by exports on this host whose process has died.
 
@@ -113,7 +91,7 @@ def remove_stale_temporaries(base_path: str | os.PathLike) -> list[str]:
         # .mrl-export-<host>-<pid>-<random>; host names may hold dashes.
         if len(parts) < 3 or not parts[-2].isdigit() or "-".join(parts[:-2]) != host:
             continue
-        if not _process_alive(int(parts[-2])):
+        if not process_alive(int(parts[-2])):
             path = os.path.join(base, name)
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
@@ -131,38 +109,24 @@ def atomic_version_folder(
     leaves only the hidden temporary folder, which TF Serving ignores and the next export on
     this host removes.
 
-    With `overwrite`, an existing version is first renamed aside, then the new one is renamed
-    into place and the old one deleted: the version is absent for the instant between the two
-    renames, but never half-written.
+    With `overwrite`, an existing version is replaced by `mrl_keras.atomic_publish`'s
+    `publish_directory`: swapped in one step where the kernel can (`renameat2`), else renamed
+    aside just before the rename, so it is absent for an instant but never half-written.
     """
     base = os.path.abspath(os.fspath(base_path))
     created_base = not os.path.exists(base)
     os.makedirs(base, exist_ok=True)
     remove_stale_temporaries(base)
     prefix = f"{TEMP_PREFIX}{socket.gethostname()}-{os.getpid()}-"
-    temp = _make_temp(base, prefix)
+    temp = make_temp_dir(base, prefix)
     target = os.path.join(base, str(version))
     try:
         yield temp
-        if os.path.exists(target):
-            if not overwrite:
-                raise FileExistsError(
-                    f"Version {version} appeared at {target!r} while exporting; not replacing it."
-                )
-            aside = _make_temp(base, prefix)
-            old = os.path.join(aside, "version")
-            os.rename(target, old)
-            try:
-                os.rename(temp, target)
-            except OSError:
-                os.rename(old, target)
-                raise
-            finally:
-                if not os.path.exists(old):
-                    shutil.rmtree(aside, ignore_errors=True)
-            shutil.rmtree(aside, ignore_errors=True)
-        else:
-            os.rename(temp, target)
+        if os.path.exists(target) and not overwrite:
+            raise FileExistsError(
+                f"Version {version} appeared at {target!r} while exporting; not replacing it."
+            )
+        publish_directory(temp, target)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         if created_base:

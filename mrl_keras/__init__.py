@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any
 
+from mrl_keras.lazy import lazy_namespace
 from mrl_keras.version import __version__
 
 __all__ = [
@@ -63,6 +63,9 @@ _LAZY = {
     "truncate": "mrl_keras.prefixes",
 }
 
+__getattr__, __dir__ = lazy_namespace(__name__, _LAZY, __all__)
+
+
 def register_keras_objects() -> None:
     """Imports the package's core modules, which registers its Keras layers, losses and metrics.
 
@@ -75,18 +78,6 @@ def register_keras_objects() -> None:
     for module in pkgutil.iter_modules(__path__):
         if not module.ispkg:
             importlib.import_module(f"{__name__}.{module.name}")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'mrl_keras' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
 
 
 if "keras" in sys.modules:

@@ -18,11 +18,11 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("mrl_keras.training.cli", "train_main", "Train an MRL, MRL-E or fixed-feature model."),
     "evaluate": ("mrl_keras.training.cli", "evaluate_main", "Evaluate every prefix of a trained model (head, linear probe, 1-NN, mAP@k) and baselines."),
     "export": ("mrl_keras.export.cli", "main", "Export a trained model as a versioned SavedModel for TF Serving."),
-    "index": ("mrl_keras.serving.cli", "index_main", "Build an adaptive retrieval index (`mrl index build`)."),
-    "serve": ("mrl_keras.serving.cli", "serve_main", "Run the HTTP search/classify service."),
-    "search": ("mrl_keras.serving.cli", "search_main", "Run one-off searches against a service or an index."),
-    "classify": ("mrl_keras.serving.cli", "classify_main", "Classify inputs with the cascade classifier."),
-    "model-server": ("mrl_keras.serving.model_server", "main", "Development TF-Serving-compatible model server (production: use the TF Serving image)."),
+    "index": ("mrl_keras.serving.cli.index_build", "main", "Build an adaptive retrieval index (`mrl index build`)."),
+    "serve": ("mrl_keras.serving.cli.serve", "main", "Run the HTTP search/classify service."),
+    "search": ("mrl_keras.serving.cli.search", "main", "Run one-off searches against a service or an index."),
+    "classify": ("mrl_keras.serving.cli.classify", "main", "Classify inputs with the cascade classifier."),
+    "model-server": ("mrl_keras.serving.cli.model_server", "main", "Development TF-Serving-compatible model server (production: use the TF Serving image)."),
     "demo": ("mrl_keras.demo.cli", "main", "Run the whole life of a Matryoshka model end to end."),
 }
 

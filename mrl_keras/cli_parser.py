@@ -12,13 +12,16 @@ import argparse
 import sys
 from typing import NoReturn
 
-__all__ = ["Parser", "UsageError", "fail"]
+__all__ = ["Parser", "CommandError", "fail"]
 
 USAGE_EXIT = 2
 
 
-class UsageError(Exception):
-    """Bad input found after parsing (e.g. two flags that exclude each other).
+class CommandError(Exception):
+    """A reason a command stops, printed as one line with exit status `code`.
+
+    Raise it for bad input the parser cannot see (e.g. two flags that exclude each other; the
+    default status 2) or for a failure while running (status 1).
 
     Args:
         message: str. The one-line reason.

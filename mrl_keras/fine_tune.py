@@ -12,13 +12,14 @@ from typing import Any
 
 import keras
 
+from mrl_keras.checks import is_int
 from mrl_keras.matryoshka_accuracy import matryoshka_metrics
 from mrl_keras.matryoshka_contrastive_loss import MatryoshkaContrastiveLoss
 from mrl_keras.matryoshka_head import MatryoshkaHead
 from mrl_keras.matryoshka_loss import MatryoshkaLoss
 from mrl_keras.matryoshka_prefix_loss import MatryoshkaPrefixLoss
-from mrl_keras.nesting import _is_int, validate_nesting_dims
 from mrl_keras.nesting import nesting_dims as default_nesting_dims
+from mrl_keras.nesting import validate_nesting_dims
 from mrl_keras.prefix_embedding import PrefixEmbedding
 from mrl_keras.types import NestingDims, NestingWeights
 
@@ -142,7 +143,7 @@ def truncated_embedder(
     """
     encoder = embedding_model(model, embedding_layer)
     width = encoder.output.shape[-1]
-    if _is_int(dim) and width is not None and dim > width:
+    if is_int(dim) and width is not None and dim > width:
         raise ValueError(
             f"Expected `dim` to be at most the embedding width {width}. Received: dim={dim}"
         )
@@ -153,7 +154,7 @@ def truncated_embedder(
 def _freeze_all_but_last(encoder: keras.Model, trainable_layers: int | None) -> None:
     if trainable_layers is None:
         return
-    if not _is_int(trainable_layers) or trainable_layers < 0:
+    if not is_int(trainable_layers) or trainable_layers < 0:
         raise ValueError(
             "Expected `trainable_layers` to be None or a non-negative int. "
             f"Received: trainable_layers={trainable_layers!r}"
@@ -279,7 +280,7 @@ def matryoshka_fine_tune(
     )
     if towers is None:
         towers = 2 if contrastive else 1
-    if not _is_int(towers) or towers < 1 or (contrastive and towers != 2):
+    if not is_int(towers) or towers < 1 or (contrastive and towers != 2):
         raise ValueError(
             "Expected `towers` to be a positive int (2 for the contrastive objective). "
             f"Received: towers={towers!r}"

@@ -7,8 +7,8 @@ from typing import Any
 import keras
 from keras import ops
 
-from mrl_keras._checks import check_logits, sparse_labels
-from mrl_keras.nesting import _is_int, validate_nesting_dims
+from mrl_keras.checks import check_logits, is_int, sparse_labels
+from mrl_keras.nesting import validate_nesting_dims
 from mrl_keras.types import NestingDims, Tensor
 
 
@@ -51,7 +51,7 @@ class MatryoshkaAccuracy(keras.metrics.Metric):
         dtype: Any = None,
     ) -> None:
         nesting_dims = validate_nesting_dims(nesting_dims)
-        if not _is_int(dim) or int(dim) not in nesting_dims:
+        if not is_int(dim) or int(dim) not in nesting_dims:
             raise ValueError(
                 f"Expected `dim` to be one of nesting_dims={nesting_dims}. Received: dim={dim!r}"
             )

@@ -7,7 +7,8 @@ from typing import Any
 import keras
 from keras import ops
 
-from mrl_keras.nesting import _is_int, validate_nesting_dims
+from mrl_keras.checks import is_int
+from mrl_keras.nesting import validate_nesting_dims
 from mrl_keras.types import NestingDims, Tensor
 
 
@@ -78,7 +79,7 @@ class MatryoshkaHead(keras.layers.Layer):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not _is_int(num_classes):
+        if not is_int(num_classes):
             raise TypeError(
                 "Expected `num_classes` to be an int. "
                 f"Received: num_classes={num_classes!r} of type {type(num_classes).__name__}"
@@ -175,7 +176,7 @@ class MatryoshkaHead(keras.layers.Layer):
         if not self.built:
             raise ValueError("MatryoshkaHead.prefix_weights() needs a built layer; call it first.")
         if self.efficient:
-            if not _is_int(m) or not 1 <= m <= self.nesting_dims[-1]:
+            if not is_int(m) or not 1 <= m <= self.nesting_dims[-1]:
                 raise ValueError(
                     f"Expected an int 1 <= m <= {self.nesting_dims[-1]}. Received: m={m!r}"
                 )

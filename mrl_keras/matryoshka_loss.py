@@ -10,7 +10,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from mrl_keras._checks import check_logits, target_distribution
+from mrl_keras.checks import check_logits, target_distribution
 from mrl_keras.nesting import validate_nesting_weights
 from mrl_keras.types import Tensor
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
 
+from mrl_keras.checks import is_int
 from mrl_keras.types import NestingDims, NestingWeights
 
+_is_int = is_int  # the name other modules imported before it moved to `checks`
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
 
 
 def nesting_dims(d: int, smallest: int = 8) -> tuple[int, ...]:
@@ -38,9 +38,9 @@ def nesting_dims(d: int, smallest: int = 8) -> tuple[int, ...]:
     >>> mrl_keras.nesting_dims(768, smallest=12)
     (12, 24, 48, 96, 192, 384, 768)
     """
-    if not _is_int(d):
+    if not is_int(d):
         raise TypeError(f"Expected `d` to be an int. Received: d={d!r} of type {type(d).__name__}")
-    if not _is_int(smallest):
+    if not is_int(smallest):
         raise TypeError(
             "Expected `smallest` to be an int. "
             f"Received: smallest={smallest!r} of type {type(smallest).__name__}"
@@ -80,7 +80,7 @@ def validate_nesting_dims(dims: NestingDims, name: str = "nesting_dims") -> tupl
     >>> mrl_keras.validate_nesting_dims([8, 16, 32])
     (8, 16, 32)
     """
-    if _is_int(dims):
+    if is_int(dims):
         raise TypeError(
             f"Expected `{name}` to be a sequence of ints such as (8, 16, 32). "
             f"Received: {name}={dims!r}. For the default halving set use "
@@ -95,7 +95,7 @@ def validate_nesting_dims(dims: NestingDims, name: str = "nesting_dims") -> tupl
     shown = tuple(values)
     if not values:
         raise ValueError(f"Expected `{name}` to hold at least one dim. Received: {name}={shown}")
-    bad = [v for v in values if not _is_int(v)]
+    bad = [v for v in values if not is_int(v)]
     if bad:
         raise TypeError(
             f"Expected `{name}` to hold only ints. Received: {name}={shown}, "

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from keras import ops
 
-from mrl_keras.nesting import _is_int, validate_nesting_dims
+from mrl_keras.checks import is_int
+from mrl_keras.nesting import validate_nesting_dims
 from mrl_keras.types import NestingDims, Tensor
 
 # Lower bound on the norm, so an all-zero prefix maps to zeros instead of NaN.
@@ -31,7 +32,7 @@ def l2_normalize(x: Tensor, axis: int = -1) -> Tensor:
 
 
 def _check_prefix(m: int, width: int | None, name: str = "m") -> int:
-    if not _is_int(m):
+    if not is_int(m):
         raise TypeError(f"Expected `{name}` to be an int. Received: {name}={m!r}")
     if m < 1:
         raise ValueError(f"Expected `{name}` to be a positive int. Received: {name}={m}")

@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+# Type check of the core package and the public namespaces (files: [tool.mypy] in pyproject.toml).
+.venv/bin/python -m mypy
 exec .venv/bin/python -m pytest "$@"

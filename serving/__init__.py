@@ -9,8 +9,7 @@ imports `training`. The names below are imported lazily (module `__getattr__`), 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mrl_keras.lazy import lazy_namespace
 
 __all__ = [
     # model backends, errors and the dev model server
@@ -53,11 +52,11 @@ __all__ = [
     "create_app",
 ]
 
-_BACKEND = "mrl_keras.serving.backend"
-_ERRORS = "mrl_keras.serving.errors"
-_INDEX = "mrl_keras.serving.index"
+_BACKEND = "mrl_keras.serving.backends.backend"
+_ERRORS = "mrl_keras.serving.backends.errors"
+_INDEX = "mrl_keras.serving.retrieval.index"
 _LAZY = {
-    "RetryPolicy": "mrl_keras.serving._retry",
+    "RetryPolicy": "mrl_keras.serving.backends.retry",
     **dict.fromkeys(
         [
             "CascadeResult",
@@ -96,27 +95,17 @@ _LAZY = {
         ],
         _INDEX,
     ),
-    "CascadeClassification": "mrl_keras.serving.cascade_client",
-    "CascadeClassifier": "mrl_keras.serving.cascade_client",
-    "LocalModel": "mrl_keras.serving.local_model",
-    "ModelServer": "mrl_keras.serving.model_server",
-    "AdaptiveRetriever": "mrl_keras.serving.retriever",
-    "SearchResult": "mrl_keras.serving.retriever",
-    "SearchService": "mrl_keras.serving.service",
-    "ServiceConfig": "mrl_keras.serving.service",
-    "create_app": "mrl_keras.serving.service",
-    "TFServingGrpc": "mrl_keras.serving.tf_serving_grpc",
-    "TFServingRest": "mrl_keras.serving.tf_serving_rest",
+    "CascadeClassification": "mrl_keras.serving.backends.cascade_client",
+    "CascadeClassifier": "mrl_keras.serving.backends.cascade_client",
+    "LocalModel": "mrl_keras.serving.backends.local_model",
+    "ModelServer": "mrl_keras.serving.model_server.server",
+    "AdaptiveRetriever": "mrl_keras.serving.retrieval.retriever",
+    "SearchResult": "mrl_keras.serving.retrieval.retriever",
+    "SearchService": "mrl_keras.serving.service.search_service",
+    "ServiceConfig": "mrl_keras.serving.service.search_service",
+    "create_app": "mrl_keras.serving.service.app",
+    "TFServingGrpc": "mrl_keras.serving.backends.tf_serving_grpc",
+    "TFServingRest": "mrl_keras.serving.backends.tf_serving_rest",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'mrl_keras.serving' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_namespace(__name__, _LAZY, __all__)

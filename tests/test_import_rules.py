@@ -3,7 +3,8 @@
 An AST walk over every module's `import` statements, function-level ones included: the core
 modules of `mrl_keras` import none of training, export, serving or demo; training imports
 neither export nor serving; export imports neither serving nor training; serving never imports
-training; nothing outside demo imports demo, and nothing outside benchmarks imports benchmarks.
+training, and of export only the metadata format (`mrl_keras.export.metadata`, standard library
+only); nothing outside demo imports demo, and nothing outside benchmarks imports benchmarks.
 """
 
 from __future__ import annotations
@@ -79,8 +80,29 @@ def test_imports_point_one_way(folder):
     assert not bad, "imports against the package rules:\n" + "\n".join(bad)
 
 
+def test_serving_reads_only_the_metadata_format_of_export():
+    bad = []
+    for path in modules_of("serving"):
+        for lineno, module in imported_modules(path):
+            if package_of(module) != "export":
+                continue
+            if module not in ("mrl_keras.export", "mrl_keras.export.metadata") and not (
+                module.startswith("mrl_keras.export.metadata.")
+            ):
+                bad.append(f"{path.relative_to(ROOT)}:{lineno} imports {module}")
+    assert not bad, "serving may import only mrl_keras.export.metadata:\n" + "\n".join(bad)
+
+
+def test_metadata_format_is_standard_library_only():
+    import sys
+
+    allowed = set(sys.stdlib_module_names) | {"__future__"}
+    modules = [m for _, m in imported_modules(ROOT / "export" / "metadata.py")]
+    assert {m.split(".")[0] for m in modules} <= allowed, modules
+
+
 def test_package_of():
-    assert package_of("mrl_keras.serving.retriever") == "serving"
+    assert package_of("mrl_keras.serving.retrieval.retriever") == "serving"
     assert package_of("mrl_keras.nesting") == "mrl_keras"
     assert package_of("mrl_keras") == "mrl_keras"
     assert package_of("benchmarks.synthetic") == "benchmarks"

@@ -44,7 +44,7 @@ def loaded_after(statement: str) -> set[str]:
         ("import mrl_keras.training", set()),
         ("import mrl_keras.demo", set()),
         ("import mrl_keras.serving", set()),
-        ("import mrl_keras.serving.index", set()),
+        ("import mrl_keras.serving.retrieval.index", set()),
         ("import mrl_keras.retrieval_metrics", set()),
         ("import mrl_keras.cli_parser", set()),
     ],
@@ -80,3 +80,17 @@ def test_keras_objects_register_on_demand():
         "assert keras.saving.get_registered_object('mrl_keras>MatryoshkaHead') is not None"
     )
     assert "keras" in loaded_after(statement)
+
+
+@pytest.mark.parametrize(
+    "package",
+    ["mrl_keras", "mrl_keras.training", "mrl_keras.export", "mrl_keras.serving", "mrl_keras.demo"],
+)
+def test_every_public_name_resolves(package):
+    import importlib
+
+    module = importlib.import_module(package)
+    assert sorted(module.__all__) == sorted(set(module.__all__)), "duplicates in __all__"
+    for name in module.__all__:
+        assert getattr(module, name) is not None, name
+    assert set(module.__all__) <= set(dir(module))

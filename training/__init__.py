@@ -17,10 +17,11 @@ result = evaluate({"MRL": "runs/fm_mrl"}, out="runs/fm_mrl/evaluation")
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
 from typing import Any
+
+from mrl_keras.lazy import lazy_namespace
 
 __all__ = [
     "CrossReplicaContrastiveLoss",
@@ -46,17 +47,7 @@ _LAZY = {
     "TrainConfig": "mrl_keras.training.train_config",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'mrl_keras.training' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_namespace(__name__, _LAZY, __all__)
 
 
 # `evaluate` and `train` name both a function and the module that defines it. Importing the

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from benchmarks import _retrieval_data, retrieval
+from benchmarks import retrieval, retrieval_data
 
 TINY = {
     "cjk_classes": 12,
@@ -21,7 +21,7 @@ TINY = {
 def test_cjk_dataset_trains_embeds_and_caches(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     data_dir = str(tmp_path / "cjk")
-    ds = _retrieval_data.cjk_dataset(cache, 10, fonts="small", data_dir=data_dir, **TINY)
+    ds = retrieval_data.cjk_dataset(cache, 10, fonts="small", data_dir=data_dir, **TINY)
     # 12 classes x 4 train, holdout 0.125 -> 42 database rows; 12 x 2 test rows, 10 kept
     assert ds.db.shape == (42, 16) and ds.db_labels.shape == (42,)
     assert ds.queries.shape == (10, 16) and ds.query_labels.shape == (10,)
@@ -35,7 +35,7 @@ def test_cjk_dataset_trains_embeds_and_caches(tmp_path, monkeypatch):
         raise AssertionError("trained again despite the cache")
 
     monkeypatch.setattr("mrl_keras.training.train", no_training)
-    again = _retrieval_data.cjk_dataset(cache, 10, fonts="small", data_dir=data_dir, **TINY)
+    again = retrieval_data.cjk_dataset(cache, 10, fonts="small", data_dir=data_dir, **TINY)
     np.testing.assert_array_equal(again.db, ds.db)
     np.testing.assert_array_equal(again.queries, ds.queries)
 
@@ -45,15 +45,15 @@ def test_cjk_missing_fonts_names_the_setup_script(tmp_path, monkeypatch):
 
     monkeypatch.setattr(cjk, "FONT_ROOT", str(tmp_path))
     with pytest.raises(SystemExit, match="scripts/setup_cjk.sh"):
-        _retrieval_data.cjk_dataset(tmp_path, 10)
+        retrieval_data.cjk_dataset(tmp_path, 10)
     with pytest.raises(SystemExit, match="scripts/setup.sh"):
-        _retrieval_data.cjk_dataset(tmp_path, 10, fonts="small")
+        retrieval_data.cjk_dataset(tmp_path, 10, fonts="small")
 
 
 def test_load_dataset_dispatches_cjk(tmp_path, monkeypatch):
     seen = {}
     monkeypatch.setattr(
-        _retrieval_data, "cjk_dataset", lambda cache, queries: seen.update(q=queries) or "ds"
+        retrieval_data, "cjk_dataset", lambda cache, queries: seen.update(q=queries) or "ds"
     )
     args = retrieval.parse_args(["--data", "cjk", "--queries", "7", "--cache", str(tmp_path)])
     assert retrieval.load_dataset(args) == "ds" and seen == {"q": 7}

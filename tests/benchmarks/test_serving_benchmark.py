@@ -7,7 +7,7 @@ import pytest
 from benchmarks import serving
 
 # The HTTP service (`mrl serve`) lands separately; skip until it is importable.
-pytest.importorskip("mrl_keras.serving.service")
+pytest.importorskip("mrl_keras.serving.service.app")
 
 
 def _run(tmp_path, backends):
@@ -25,7 +25,7 @@ def _run(tmp_path, backends):
     assert rc == 0
     run = json.loads((tmp_path / "results" / "serving.json").read_text())
     assert all(r["errors"] == 0 and r["ok"] > 0 for r in run["rows"])
-    assert "## Serving under load (issue 8)" in (tmp_path / "RESULTS.md").read_text()
+    assert "## Serving under load" in (tmp_path / "RESULTS.md").read_text()
     return {(r["backend"].split()[0], r["route"]) for r in run["rows"]}
 
 

@@ -1,6 +1,7 @@
 """Tests for `mrl_keras.demo.demo_config` and the `mrl demo` flags (no TensorFlow needed)."""
 
 import pytest
+
 from mrl_keras.demo import cli
 from mrl_keras.demo.demo_config import DemoConfig, make_config
 

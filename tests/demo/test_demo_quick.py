@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+
 from mrl_keras.demo import figures
 from mrl_keras.demo.report import SECTIONS
 

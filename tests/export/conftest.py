@@ -17,6 +17,7 @@ from export_testing import (  # noqa: E402
     median_thresholds,
     random_inputs,
 )
+
 from mrl_keras.export.saved_model import export_saved_model  # noqa: E402
 
 

@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 from export_testing import DIMS, make_model, random_inputs
+
 from mrl_keras.export import read_metadata
 from mrl_keras.export.cli import main
 from mrl_keras.export.saved_model import check_backend

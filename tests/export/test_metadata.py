@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+
 from mrl_keras.export.metadata import (
     metadata_path,
     read_metadata,

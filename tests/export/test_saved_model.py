@@ -14,12 +14,12 @@ from export_testing import (
     random_inputs,
     softmax,
 )
-from mrl_keras.export import read_metadata
-from mrl_keras.export import signatures as sigs
-from mrl_keras.export.saved_model import export_saved_model
 
 import mrl_keras
 from mrl_keras.cascade import cascade_predict
+from mrl_keras.export import read_metadata
+from mrl_keras.export import signatures as sigs
+from mrl_keras.export.saved_model import export_saved_model
 
 
 def _embedding(model, x):

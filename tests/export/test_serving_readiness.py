@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 from export_testing import DIMS, NUM_CLASSES, D, make_model
+
 from mrl_keras.export.saved_model import export_saved_model
 from mrl_keras.export.version_folder import TEMP_PREFIX
 from mrl_keras.export.warmup import read_warmup_requests

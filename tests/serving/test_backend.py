@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+
 from mrl_keras.serving import (
     BackendError,
     DeadlineExceeded,
@@ -19,8 +20,8 @@ from mrl_keras.serving import (
     TensorInfo,
     Unavailable,
 )
-from mrl_keras.serving.backend import info_from_signatures, l2_normalize
-from mrl_keras.serving.errors import error_from_code, error_from_http
+from mrl_keras.serving.backends.backend import info_from_signatures, l2_normalize
+from mrl_keras.serving.backends.errors import error_from_code, error_from_http
 
 
 @pytest.mark.parametrize(

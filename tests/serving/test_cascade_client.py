@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-from conftest import NESTING_DIMS, sample_inputs
+from serving_testing import NESTING_DIMS, sample_inputs
+
 from mrl_keras.serving import (
     CascadeClassification,
     CascadeClassifier,
@@ -75,6 +76,7 @@ def test_errors(local_model):
 
 def test_model_without_cascade(tmp_path, tiny_model):
     import keras
+
     from mrl_keras.export import export_saved_model
     from mrl_keras.serving import LocalModel
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import EMBEDDING_DIM, NESTING_DIMS, NUM_CLASSES, sample_inputs
+from serving_testing import EMBEDDING_DIM, NESTING_DIMS, NUM_CLASSES, sample_inputs
+
 from mrl_keras.serving import (
     FailedPrecondition,
     InvalidInput,

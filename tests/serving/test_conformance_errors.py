@@ -11,19 +11,20 @@ import grpc
 import numpy as np
 import pytest
 import requests
-from conftest import INPUT_DIM, sample_inputs
-from mrl_keras.serving.tf_serving_requests import (
-    metadata_request,
-    ndarray_to_tensor_proto,
-    predict_request,
-    status_request,
-)
+from serving_testing import INPUT_DIM, sample_inputs
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
+)
+
+from mrl_keras.serving.backends.tf_serving_requests import (
+    metadata_request,
+    ndarray_to_tensor_proto,
+    predict_request,
+    status_request,
 )
 
 X = sample_inputs(2)

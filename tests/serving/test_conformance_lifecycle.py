@@ -15,7 +15,8 @@ import time
 
 import numpy as np
 import pytest
-from conftest import copy_version, sample_inputs
+from serving_testing import copy_version, sample_inputs
+
 from mrl_keras.serving import TFServingGrpc, TFServingRest
 
 X = sample_inputs(4, seed=11)

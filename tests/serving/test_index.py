@@ -9,12 +9,12 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from mrl_keras.serving import index as index_module
-from mrl_keras.serving.index import (
+
+from mrl_keras.serving.retrieval import store_codecs, store_writer
+from mrl_keras.serving.retrieval.index import (
     AdaptiveIndex,
     IndexIntegrityError,
     ModelVersionMismatchError,
@@ -23,7 +23,7 @@ from mrl_keras.serving.index import (
     load_embeddings_file,
     read_manifest,
 )
-from mrl_keras.serving.retriever import AdaptiveRetriever
+from mrl_keras.serving.retrieval.retriever import AdaptiveRetriever
 
 EXACT = {"num_leaves": 1, "reorder_num_neighbors": 10_000}
 
@@ -306,13 +306,9 @@ def test_killed_build_leaves_previous_index_intact(tmp_path):
     before = json.loads((out / "manifest.json").read_text())
     script = textwrap.dedent(
         f"""
-        import importlib.util
         import numpy as np
-        # index.py alone (numpy + scann), without the package's TensorFlow-heavy __init__.
-        spec = importlib.util.spec_from_file_location("index", {str(Path(index_module.__file__))!r})
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        build_index = module.build_index
+        # the index modules alone (numpy + scann): the serving namespace is lazy
+        from mrl_keras.serving.retrieval.index import build_index
         x = np.random.default_rng(0).standard_normal((400_000, 64)).astype(np.float32)
         build_index({str(out)!r}, x, shortlist_dim=16, model_version=2)
         """
@@ -348,8 +344,8 @@ def test_store_norms_and_checksums_match_independent_computation(
     tmp_path, monkeypatch, store_dtype, rerank_dim, norm_dims
 ):
     # Small chunks and blocks so that the build crosses chunk and (partial) block boundaries.
-    monkeypatch.setattr(index_module, "_CHUNK_ROWS", 1000)
-    monkeypatch.setattr(index_module, "_BLOCK_BYTES", 96 * 4 * 37)
+    monkeypatch.setattr(store_writer, "CHUNK_ROWS", 1000)
+    monkeypatch.setattr(store_writer, "BLOCK_BYTES", 96 * 4 * 37)
     x = _corpus(2500, 96, seed=5) * 3.0
     build_index(
         tmp_path / "i",
@@ -363,7 +359,7 @@ def test_store_norms_and_checksums_match_independent_computation(
     manifest = read_manifest(tmp_path / "i")
     prefix = np.ascontiguousarray(x[:, : manifest["rerank_dim"]])
     if store_dtype == "bfloat16":
-        expected = index_module.to_bfloat16_bits(prefix)
+        expected = store_codecs.to_bfloat16_bits(prefix)
         widened = _bfloat16_round(prefix)
     else:
         expected = prefix.astype(store_dtype)

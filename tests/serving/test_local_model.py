@@ -6,9 +6,10 @@ import os
 
 import numpy as np
 import pytest
-from conftest import MODEL_NAME, sample_inputs
+from serving_testing import MODEL_NAME, sample_inputs
+
 from mrl_keras.serving import FailedPrecondition, InvalidInput, LocalModel
-from mrl_keras.serving.local_model import check_inputs, list_versions, resolve_version_dir
+from mrl_keras.serving.backends.local_model import check_inputs, list_versions, resolve_version_dir
 
 X = sample_inputs(3, seed=41)
 

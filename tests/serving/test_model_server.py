@@ -14,10 +14,12 @@ import time
 import numpy as np
 import pytest
 import requests
-from conftest import MODEL_NAME, copy_version, sample_inputs
+from serving_testing import MODEL_NAME, copy_version, sample_inputs
+
 from mrl_keras.serving import InvalidInput, NotFound, TFServingGrpc, TFServingRest
-from mrl_keras.serving._model_server_manager import VersionManager
-from mrl_keras.serving.model_server import ModelServer, build_parser, main
+from mrl_keras.serving.cli.model_server import build_parser, main
+from mrl_keras.serving.model_server.manager import VersionManager
+from mrl_keras.serving.model_server.server import ModelServer
 
 X = sample_inputs(2, seed=31)
 

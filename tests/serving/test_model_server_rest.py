@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from mrl_keras.serving import InvalidInput, SignatureSpec, TensorInfo
-from mrl_keras.serving._model_server_rest import (
-    PREDICTION_RE,
-    STATUS_RE,
+from mrl_keras.serving.model_server.rest_api import PREDICTION_RE, STATUS_RE
+from mrl_keras.serving.model_server.rest_json import (
     json_to_array,
     parse_predict_body,
     predict_response_json,

@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-from mrl_keras.serving.rerank import PrefixReranker, sort_rows_descending, top_along_rows
+
+from mrl_keras.serving.retrieval.rerank import PrefixReranker, sort_rows_descending, top_along_rows
 
 
 def _normalized_prefix_scores(q, z, dim):
@@ -99,7 +100,7 @@ def test_invalid_candidates_sink(data):
 def test_blocks_of_queries_agree(data, monkeypatch):
     z, q, rows = data
     whole = PrefixReranker(z).rerank(q, rows, np.ones(rows.shape, bool), [(64, 100)])[1]
-    monkeypatch.setattr("mrl_keras.serving.rerank._BLOCK_BYTES", 1)
+    monkeypatch.setattr("mrl_keras.serving.retrieval.rerank._BLOCK_BYTES", 1)
     blocked = PrefixReranker(z).rerank(q, rows, np.ones(rows.shape, bool), [(64, 100)])[1]
     np.testing.assert_array_equal(whole, blocked)
 

@@ -5,8 +5,9 @@ The Fashion-MNIST model-based mAP test lives in test_retriever_fashion_mnist.py.
 
 import numpy as np
 import pytest
-from mrl_keras.serving.index import AdaptiveIndex, build_index
-from mrl_keras.serving.retriever import AdaptiveRetriever, SearchResult, parse_funnel
+
+from mrl_keras.serving.retrieval.index import AdaptiveIndex, build_index
+from mrl_keras.serving.retrieval.retriever import AdaptiveRetriever, SearchResult
 
 
 def _normalize(a):
@@ -81,6 +82,7 @@ def test_queries_may_be_normalised_or_raw_and_prefix_wide(exact_index):
     np.testing.assert_array_equal(raw.ids, narrow.ids)
 
 
+@pytest.mark.slow  # builds a 100,000 x 256 index with the default ScaNN settings
 def test_default_settings_recall_on_clustered_corpus(tmp_path):
     z, q = _clustered(100_000, 256, 1000, 0.3, seed=1)
     build_index(tmp_path / "idx", z, shortlist_dim=256)
@@ -132,14 +134,6 @@ def test_bad_query_embeddings(exact_index, queries, error, match):
     index, _, _ = exact_index
     with pytest.raises(error, match=match):
         AdaptiveRetriever(index).search_embeddings(queries, k=3)
-
-
-def test_funnel_parsing_forms():
-    assert parse_funnel([[32, 100], {"dim": 64, "size": 10}]) == ((32, 100), (64, 10))
-    with pytest.raises(ValueError, match="keys 'dim' and 'size'"):
-        parse_funnel([{"dim": 32}])
-    with pytest.raises(TypeError, match="int funnel size"):
-        parse_funnel([[32, "10"]])
 
 
 def test_search_needs_a_backend(exact_index):

@@ -3,7 +3,9 @@ within 1 point of single-shot exact search at full d (paper, section 4.3.1)."""
 
 import numpy as np
 import pytest
-from _fashion_mnist import data, embed, map_at_k
+from fashion_mnist_testing import data, embed
+
+from mrl_keras.retrieval_metrics import map_at_k
 from mrl_keras.serving import AdaptiveIndex, AdaptiveRetriever, build_index
 
 

@@ -5,12 +5,14 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import EMBEDDING_DIM, INPUT_DIM, MODEL_NAME, sample_inputs
 from fastapi.testclient import TestClient
+from serving_testing import EMBEDDING_DIM, INPUT_DIM, MODEL_NAME, sample_inputs
+
 from mrl_keras.serving import AdaptiveIndex, AdaptiveRetriever, build_index
-from mrl_keras.serving.cascade_client import CascadeClassifier
-from mrl_keras.serving.index import ModelVersionMismatchError
-from mrl_keras.serving.service import SearchService, ServiceConfig, create_app
+from mrl_keras.serving.backends.cascade_client import CascadeClassifier
+from mrl_keras.serving.retrieval.index import ModelVersionMismatchError
+from mrl_keras.serving.service.app import create_app
+from mrl_keras.serving.service.search_service import SearchService, ServiceConfig
 
 CORPUS = 400
 EXACT = {"num_leaves": 1, "reorder_num_neighbors": CORPUS}

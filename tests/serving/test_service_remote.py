@@ -6,12 +6,14 @@ import time
 
 import numpy as np
 import pytest
-from conftest import sample_inputs
 from fastapi.testclient import TestClient
-from mrl_keras.serving import AdaptiveIndex, AdaptiveRetriever, TFServingGrpc, TFServingRest
-from mrl_keras.serving.cascade_client import CascadeClassifier
-from mrl_keras.serving.service import SearchService, ServiceConfig, create_app
+from serving_testing import sample_inputs
 from test_service import build_tiny_index
+
+from mrl_keras.serving import AdaptiveIndex, AdaptiveRetriever, TFServingGrpc, TFServingRest
+from mrl_keras.serving.backends.cascade_client import CascadeClassifier
+from mrl_keras.serving.service.app import create_app
+from mrl_keras.serving.service.search_service import SearchService, ServiceConfig
 
 X = sample_inputs(3, seed=31)
 SLACK_S = 1.0  # scheduling slack on a loaded 2-core machine

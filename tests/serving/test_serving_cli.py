@@ -11,11 +11,15 @@ import time
 import numpy as np
 import pytest
 import requests
-from _fashion_mnist import exported_base_path as fm_base_path
-from conftest import EMBEDDING_DIM, sample_inputs
+from fashion_mnist_testing import exported_base_path as fm_base_path
+from serving_testing import EMBEDDING_DIM, sample_inputs
+
 from mrl_keras.serving import AdaptiveIndex, AdaptiveRetriever
-from mrl_keras.serving.cascade_client import CascadeClassifier
-from mrl_keras.serving.cli import classify_main, index_main, search_main, serve_main
+from mrl_keras.serving.backends.cascade_client import CascadeClassifier
+from mrl_keras.serving.cli.classify import main as classify_main
+from mrl_keras.serving.cli.index_build import main as index_main
+from mrl_keras.serving.cli.search import main as search_main
+from mrl_keras.serving.cli.serve import main as serve_main
 
 
 def _json_lines(text):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from mrl_keras.serving import TensorInfo, VersionStatus
-from mrl_keras.serving import tf_serving_requests as r
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
+
+from mrl_keras.serving import TensorInfo, VersionStatus
+from mrl_keras.serving.backends import tf_serving_requests as r
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64", "int32", "int64", "bool", "uint8"])

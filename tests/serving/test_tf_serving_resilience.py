@@ -8,7 +8,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import sample_inputs
+from serving_testing import sample_inputs
+
 from mrl_keras.serving import DeadlineExceeded, TFServingGrpc, TFServingRest, Unavailable
 
 X = sample_inputs(3, seed=21)

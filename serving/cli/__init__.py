@@ -1,0 +1,5 @@
+"""The serving commands, one module per command: `index_build.py` (`mrl index build`),
+`serve.py` (`mrl serve`), `search.py` (`mrl search`), `classify.py` (`mrl classify`) and
+`model_server.py` (`mrl model-server`); `common.py` holds the flags and helpers they share.
+Each entry point is `main(argv) -> int`.
+"""

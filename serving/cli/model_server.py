@@ -1,0 +1,168 @@
+"""`mrl model-server`: run the development TF-Serving-compatible model server (`ModelServer`).
+
+Production should use `tensorflow/serving`; see `mrl_keras.serving.model_server`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+
+from mrl_keras.cli_parser import Parser
+from mrl_keras.serving.model_server.server import ModelServer
+
+
+def _parse_labels(values: list[str]) -> dict[str, int]:
+    labels = {}
+    for item in values:
+        label, sep, version = item.partition("=")
+        if not sep or not label or not version.isdigit():
+            raise ValueError(f"Expected --version-label LABEL=VERSION. Received: {item!r}")
+        labels[label] = int(version)
+    return labels
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="mrl model-server",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Development model server speaking TensorFlow Serving's gRPC and REST protocol,\n"
+            "for SavedModels exported by mrl-keras (laptops, CI, tests).\n\n"
+            "PRODUCTION SHOULD USE tensorflow/serving:\n"
+            "  docker run -p 8500:8500 -p 8501:8501 \\\n"
+            "    -v $PWD/models/NAME:/models/NAME -e MODEL_NAME=NAME tensorflow/serving"
+        ),
+    )
+    parser.add_argument(
+        "--model-base-path",
+        "--model_base_path",
+        required=True,
+        help="folder holding integer version folders (base/1/, base/2/, ...)",
+    )
+    parser.add_argument(
+        "--model-name",
+        "--model_name",
+        default="default",
+        help="name clients use (TF Serving's MODEL_NAME). Default: default",
+    )
+    parser.add_argument("--port", type=int, default=8500, help="gRPC port. Default: 8500")
+    parser.add_argument(
+        "--rest-api-port",
+        "--rest_api_port",
+        type=int,
+        default=8501,
+        help="REST port; 0 disables REST, as in TF Serving. Default: 8501",
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to bind. Default: 127.0.0.1 (use 0.0.0.0 to expose)",
+    )
+    parser.add_argument(
+        "--file-system-poll-wait-seconds",
+        "--file_system_poll_wait_seconds",
+        type=float,
+        default=1.0,
+        help="seconds between scans of the base path. Default: 1",
+    )
+    parser.add_argument(
+        "--num-versions",
+        type=int,
+        default=1,
+        help="serve the newest N versions (TF Serving's latest{N}). Default: 1",
+    )
+    parser.add_argument(
+        "--version-label",
+        action="append",
+        default=[],
+        metavar="LABEL=VERSION",
+        help="map a version label to a version (repeatable)",
+    )
+    parser.add_argument(
+        "--max-batch-size",
+        "--max_batch_size",
+        type=int,
+        default=None,
+        help="reject requests with a larger batch (INVALID_ARGUMENT)",
+    )
+    parser.add_argument(
+        "--inject-latency-ms",
+        type=float,
+        default=0.0,
+        help="testing only: delay every Predict by this many milliseconds",
+    )
+    parser.add_argument("--grpc-workers", type=int, default=16, help="gRPC worker threads")
+    parser.add_argument(
+        "--wait-for-model-seconds",
+        type=float,
+        default=60.0,
+        help="exit non-zero if no version is AVAILABLE by then. Default: 60",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `mrl model-server`."""
+    args = build_parser().parse_args(argv)
+    prog = "mrl model-server"
+    if not os.path.isdir(args.model_base_path):
+        print(
+            f"{prog}: --model-base-path {args.model_base_path!r} is not a folder.", file=sys.stderr
+        )
+        return 2
+    for flag, value in (("--port", args.port), ("--rest-api-port", args.rest_api_port)):
+        if not 0 <= value <= 65535:
+            print(f"{prog}: expected {flag} in 0..65535. Received: {value}", file=sys.stderr)
+            return 2
+    if args.port == 0 and args.rest_api_port == 0:
+        print(f"{prog}: both --port and --rest-api-port are 0: nothing to serve.", file=sys.stderr)
+        return 2
+    try:
+        labels = _parse_labels(args.version_label)
+        server = ModelServer(
+            args.model_base_path,
+            args.model_name,
+            port=args.port or None,
+            rest_api_port=args.rest_api_port or None,
+            host=args.host,
+            poll_interval_s=args.file_system_poll_wait_seconds,
+            num_versions=args.num_versions,
+            version_labels=labels,
+            max_batch_size=args.max_batch_size,
+            latency_s=args.inject_latency_ms / 1000.0,
+            grpc_workers=args.grpc_workers,
+        )
+    except ValueError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        server.start(wait_for_model_s=args.wait_for_model_seconds)
+    except (OSError, TimeoutError) as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 1
+    parts = []
+    if server.grpc_port:
+        parts.append(f"gRPC {server.grpc_address}")
+    if server.rest_port:
+        parts.append(f"REST {server.rest_url}")
+    print(
+        f"{prog}: serving {args.model_name!r} from {args.model_base_path} on "
+        f"{', '.join(parts)} (development server; production: tensorflow/serving)",
+        flush=True,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.stop(grace=1.0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

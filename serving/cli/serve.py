@@ -1,0 +1,109 @@
+"""`mrl serve`: the HTTP search/classify service over a model backend and an index."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+
+from mrl_keras.cli_parser import CommandError, Parser
+from mrl_keras.serving.cli.common import add_backend_flags, make_backend, read_token, run_command
+
+
+def _serve_parser() -> Parser:
+    parser = Parser(
+        prog="mrl serve",
+        description="Run the HTTP search/classify service "
+        "(POST /v1/search, /v1/classify; GET /healthz, /readyz, /metrics; "
+        "POST /admin/reload or SIGHUP reloads the index).",
+    )
+    add_backend_flags(parser)
+    parser.add_argument("--index", required=True, help="index directory from `mrl index build`")
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument(
+        "--auth-token-file", help="file holding a bearer token required on /v1, /admin and /metrics"
+    )
+    parser.add_argument("--max-body-bytes", type=int, default=32 << 20)
+    parser.add_argument("--max-batch-size", type=int, default=1024)
+    parser.add_argument(
+        "--timeout", type=float, default=10.0, help="default per-request deadline in seconds"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=8, help="threads for backend calls and searches"
+    )
+    parser.add_argument(
+        "--allow-version-mismatch",
+        action="store_true",
+        help="serve an index built by another model version than the backend's",
+    )
+    parser.add_argument("--log-level", default="info")
+    return parser
+
+
+def _serve(argv: list[str]) -> int:
+    args = _serve_parser().parse_args(argv)
+
+    import uvicorn
+
+    from mrl_keras.serving.service.app import create_app
+    from mrl_keras.serving.service.search_service import SearchService, ServiceConfig
+
+    for name in ("max_body_bytes", "max_batch_size", "workers"):
+        if getattr(args, name) < 1:
+            raise CommandError(f"--{name.replace('_', '-')} must be >= 1")
+    if args.timeout <= 0:
+        raise CommandError("--timeout must be > 0")
+    config = ServiceConfig(
+        max_body_bytes=args.max_body_bytes,
+        max_batch_size=args.max_batch_size,
+        default_timeout=args.timeout,
+        max_timeout=max(60.0, args.timeout),
+        auth_token=read_token(args.auth_token_file),
+        allow_version_mismatch=args.allow_version_mismatch,
+        workers=args.workers,
+    )
+    backend = make_backend(args, check=False)
+    service = SearchService(backend, args.index, config)
+    app = create_app(service)
+
+    def on_sighup(signum, frame):
+        def reload():
+            try:
+                result = service.reload()
+                print(
+                    f"mrl serve: reloaded index {result['index_version']}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            except Exception as e:  # keep serving the old index
+                print(
+                    f"mrl serve: reload failed, still serving {service.index.index_version}: {e}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+        threading.Thread(target=reload, name="mrl-reload", daemon=True).start()
+
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, on_sighup)
+    print(
+        f"mrl serve: index {service.index.index_version} ({service.index.count} items) on "
+        f"http://{args.host}:{args.port}",
+        file=sys.stderr,
+        flush=True,
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)
+    )
+    try:
+        server.run()
+    finally:
+        service.close()
+        backend.close()
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """`mrl serve --model PATH --index DIR [--port N] [--host H] ...`."""
+    return run_command("serve", _serve, argv)

@@ -1,0 +1,177 @@
+"""`ModelServer`: a development server that speaks TensorFlow Serving's protocol.
+
+For laptops, CI and tests, where the `tensorflow/serving` binary or Docker is not available.
+`mrl model-server` (`serving/cli/model_server.py`) runs it. It serves SavedModels exported by this project over gRPC (PredictionService.Predict,
+PredictionService.GetModelMetadata, ModelService.GetModelStatus) and REST
+(`/v1/models/{name}[/versions/{n}|/labels/{l}][:predict|/metadata]`), with TF Serving's
+version lifecycle (1 s polling, availability-preserving loads) and its error codes and
+messages. **Production should use `tensorflow/serving`**: this server runs models in Python,
+has no request batching, and is tested only against this project's SavedModels.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent import futures
+
+MAX_MESSAGE_BYTES = 2**31 - 1
+
+
+class ModelServer:
+    """A TF-Serving-compatible dev server for one model, in this process.
+
+    Args:
+        model_base_path: str. Folder holding integer version folders.
+        model_name: str. The name clients use (TF Serving's `MODEL_NAME`).
+        port: int. gRPC port; 0 picks a free one. None disables gRPC.
+        rest_api_port: int. REST port; 0 picks a free one. None disables REST.
+        host: str. Interface to bind. Defaults to loopback.
+        poll_interval_s: float. Seconds between scans of the base path.
+        num_versions: int. Serve the newest N versions.
+        version_labels: dict of label -> version.
+        max_batch_size: int or None. Reject larger requests (INVALID_ARGUMENT).
+        latency_s: float. Injected delay per Predict (testing deadlines only).
+        grpc_workers: int. gRPC worker threads.
+
+    Example:
+
+    ```python
+    server = mrl_keras.serving.ModelServer("models/fashion_mnist", "fashion_mnist").start()
+    backend = mrl_keras.serving.TFServingGrpc(server.grpc_address, "fashion_mnist")
+    server.stop()
+    ```
+    """
+
+    def __init__(
+        self,
+        model_base_path: str,
+        model_name: str,
+        *,
+        port: int | None = 0,
+        rest_api_port: int | None = 0,
+        host: str = "127.0.0.1",
+        poll_interval_s: float = 1.0,
+        num_versions: int = 1,
+        version_labels: dict[str, int] | None = None,
+        max_batch_size: int | None = None,
+        latency_s: float = 0.0,
+        grpc_workers: int = 16,
+    ):
+        from mrl_keras.serving.model_server.manager import VersionManager
+
+        if not model_name:
+            raise ValueError("Expected a non-empty model_name. Received: model_name=''")
+        if max_batch_size is not None and max_batch_size < 1:
+            raise ValueError(
+                f"Expected max_batch_size >= 1 or None. Received: max_batch_size={max_batch_size}"
+            )
+        if latency_s < 0:
+            raise ValueError(f"Expected latency_s >= 0. Received: latency_s={latency_s}")
+        self.host = host
+        self.port = port
+        self.rest_api_port = rest_api_port
+        self.max_batch_size = max_batch_size
+        self.latency_s = float(latency_s)
+        self.grpc_workers = grpc_workers
+        self.manager = VersionManager(
+            model_base_path,
+            model_name,
+            poll_interval_s=poll_interval_s,
+            num_versions=num_versions,
+            version_labels=version_labels,
+        )
+        self._grpc_server = None
+        self._rest_server = None
+        self._rest_thread = None
+        self.grpc_port: int | None = None
+        self.rest_port: int | None = None
+
+    @property
+    def model_name(self) -> str:
+        return self.manager.model_name
+
+    @property
+    def grpc_address(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{self.host}:{self.rest_port}"
+
+    def start(self, wait_for_model_s: float | None = None) -> ModelServer:
+        """Binds the ports, loads the model and starts polling; returns self.
+
+        Args:
+            wait_for_model_s: float or None. Block until a version is AVAILABLE (raises
+                `TimeoutError` after this many seconds).
+        """
+        import grpc
+
+        from mrl_keras.serving.model_server.grpc_api import add_servicers
+        from mrl_keras.serving.model_server.rest_api import make_rest_server
+
+        options = {"max_batch_size": self.max_batch_size, "latency_s": self.latency_s}
+        if self.port is not None:
+            self._grpc_server = grpc.server(
+                futures.ThreadPoolExecutor(max_workers=self.grpc_workers),
+                options=[
+                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                    ("grpc.so_reuseport", 1),
+                ],
+            )
+            add_servicers(self._grpc_server, self.manager, **options)
+            self.grpc_port = self._grpc_server.add_insecure_port(f"{self.host}:{self.port}")
+            if not self.grpc_port:
+                raise OSError(f"Cannot bind gRPC to {self.host}:{self.port}")
+        if self.rest_api_port is not None:
+            self._rest_server = make_rest_server(
+                self.host, self.rest_api_port, self.manager, **options
+            )
+            self.rest_port = self._rest_server.server_address[1]
+        self.manager.start()
+        if self._grpc_server is not None:
+            self._grpc_server.start()
+        if self._rest_server is not None:
+            self._rest_thread = threading.Thread(
+                target=self._rest_server.serve_forever,
+                kwargs={"poll_interval": 0.1},
+                name="mrl-model-server-rest",
+                daemon=True,
+            )
+            self._rest_thread.start()
+        if wait_for_model_s is not None and not self.manager.wait_until_available(wait_for_model_s):
+            self.stop()
+            raise TimeoutError(
+                f"No version of {self.model_name!r} became AVAILABLE under "
+                f"{self.manager.base_path} within {wait_for_model_s} s."
+            )
+        return self
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stops serving: in-flight gRPC calls get `grace` seconds, keep-alive REST
+        connections are dropped."""
+        if self._grpc_server is not None:
+            self._grpc_server.stop(grace).wait()
+            self._grpc_server = None
+        if self._rest_server is not None:
+            self._rest_server.shutdown()
+            self._rest_server.close_connections()
+            self._rest_server.server_close()
+            self._rest_server = None
+        self.manager.stop()
+
+    def wait(self) -> None:
+        """Blocks until the gRPC server terminates (or forever for REST only)."""
+        if self._grpc_server is not None:
+            self._grpc_server.wait_for_termination()
+        elif self._rest_thread is not None:
+            self._rest_thread.join()
+
+    def __enter__(self):
+        if self._grpc_server is None and self._rest_server is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()

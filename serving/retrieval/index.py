@@ -1,0 +1,408 @@
+"""The adaptive retrieval index: a ScaNN searcher over `z[:D_s]` and a rerank store of `z[:D_r]`.
+
+Directory layout (`format_version` 1)::
+
+    manifest.json        format version, model name/version, d, D_s, D_r, count, ScaNN
+                         settings, sha256 of every other file, creation time, self-checksum
+    scann/               the serialized ScaNN searcher over the re-normalised prefix z[:D_s]
+    rerank.npy           (count, D_r) float32 or float16 raw prefixes z[:D_r] (memory-mapped), or
+                         uint16 bfloat16 bit patterns (upper 16 bits of the float32, rounded to
+                         nearest even) when `store_dtype` is "bfloat16"
+    prefix_norms.npy     (count, len(prefix_norm_dims)) float32 ||z[:m]|| for a few m
+    ids.npy              (count,) int64 or unicode ids (no pickle)
+
+The directory is written to a hidden sibling and swapped into place atomically
+(`renameat2(RENAME_EXCHANGE)` on Linux), so a reader or a killed build never sees half an index.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mrl_keras.atomic_publish import fsync_tree, make_temp_dir, process_alive, publish_directory
+from mrl_keras.serving.retrieval import store_writer
+from mrl_keras.serving.retrieval.files import (
+    load_embeddings_file,
+    load_ids_file,
+    normalize_ids,
+    sha256_file,
+)
+from mrl_keras.serving.retrieval.manifest import (
+    FORMAT_VERSION,
+    IDS_NAME,
+    MANIFEST_NAME,
+    NORMS_NAME,
+    RERANK_NAME,
+    SCANN_DIR,
+    IndexIntegrityError,
+    ModelVersionMismatchError,
+    check_model_version,
+    read_manifest,
+    seal_manifest,
+    verify_index,
+)
+from mrl_keras.serving.retrieval.scann_builder import (
+    build_searcher,
+    default_scann_options,
+    require_scann,
+    resolve_scann_options,
+)
+from mrl_keras.serving.retrieval.store_codecs import STORE_DTYPES, STORE_NUMPY_DTYPES
+
+__all__ = [
+    "AdaptiveIndex",
+    "IndexIntegrityError",
+    "ModelVersionMismatchError",
+    "build_index",
+    "check_model_version",
+    "default_prefix_norm_dims",
+    "default_scann_options",
+    "load_embeddings_file",
+    "load_ids_file",
+    "read_manifest",
+    "verify_index",
+]
+
+
+def default_prefix_norm_dims(shortlist_dim: int, rerank_dim: int) -> tuple[int, ...]:
+    """Prefix dims whose norms the index stores: powers of two from 8, `D_s` and `D_r`."""
+    dims = {shortlist_dim, rerank_dim}
+    m = 8
+    while m < rerank_dim:
+        dims.add(m)
+        m *= 2
+    return tuple(sorted(d for d in dims if 1 <= d <= rerank_dim))
+
+
+def _remove_stale_temporaries(out_dir: Path) -> None:
+    """Removes `.<name>.tmp-<pid>-*` siblings left by builds on this host that were killed."""
+    for sibling in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):
+        try:
+            pid = int(sibling.name.rsplit(".tmp-", 1)[1].split("-")[0])
+        except ValueError:
+            continue
+        if not process_alive(pid):
+            shutil.rmtree(sibling, ignore_errors=True)
+
+
+def build_index(
+    out_dir: str | os.PathLike,
+    embeddings: Any,
+    ids: Any = None,
+    *,
+    shortlist_dim: int,
+    rerank_dim: int | None = None,
+    store_dtype: str = "float32",
+    model_name: str | None = None,
+    model_version: int | None = None,
+    scann_options: dict[str, Any] | None = None,
+    prefix_norm_dims: Sequence[int] | None = None,
+    progress: bool = False,
+) -> Path:
+    """Builds an adaptive retrieval index directory from full embeddings.
+
+    The ScaNN searcher (tree + asymmetric hashing + reorder) indexes the re-normalised prefix
+    `z[:shortlist_dim]`; the rerank store keeps the raw prefix `z[:rerank_dim]` (memory-mappable)
+    and the norms of a few prefixes so that reranking re-normalises cheaply. Embeddings are read
+    in chunks, so a memory-mapped `.npy` larger than RAM is fine for the store (the shortlist
+    prefix is held in memory for ScaNN's training).
+
+    Args:
+        out_dir: path of the index directory. Replaced atomically if it exists.
+        embeddings: array-like `(count, d)` of full embeddings (e.g. `embed_{d}` outputs).
+        ids: optional `(count,)` unique integer or string ids. Defaults to `0..count-1`.
+        shortlist_dim: int. `D_s`, the prefix ScaNN indexes.
+        rerank_dim: int. `D_r`, the prefix the rerank store keeps. Defaults to `d`.
+        store_dtype: `"float32"`, `"float16"` or `"bfloat16"` (either halves the store's
+            memory; bfloat16 is stored as uint16 bit patterns and widens faster at rerank).
+        model_name: name of the model that produced the embeddings (recorded).
+        model_version: version of that model; loading refuses a backend serving another one.
+        scann_options: overrides of `default_scann_options(count, shortlist_dim)`.
+        prefix_norm_dims: prefix dims whose norms are stored. Defaults to powers of two, `D_s`
+            and `D_r`.
+        progress: show a progress bar on stderr.
+
+    Returns:
+        The `Path` of the published index directory.
+
+    Raises:
+        ValueError: bad shapes, dims, dtypes, ids, non-finite embeddings or ScaNN options.
+
+    Example:
+
+    >>> from mrl_keras.serving import AdaptiveIndex, build_index
+    >>> build_index("/tmp/idx", embeddings, shortlist_dim=16)        # doctest: +SKIP
+    >>> index = AdaptiveIndex.load("/tmp/idx")                        # doctest: +SKIP
+    """
+    if not hasattr(embeddings, "shape") or not hasattr(embeddings, "dtype"):
+        embeddings = np.asarray(embeddings)
+    if len(embeddings.shape) != 2:
+        raise ValueError(
+            f"Expected embeddings of shape (count, d). Received: shape {tuple(embeddings.shape)}"
+        )
+    if np.dtype(embeddings.dtype).kind not in "fiu":
+        raise TypeError(f"Expected numeric embeddings. Received dtype {embeddings.dtype}")
+    count, d = int(embeddings.shape[0]), int(embeddings.shape[1])
+    if count < 1:
+        raise ValueError("Expected at least one embedding. Received: an empty array")
+    rerank_dim = d if rerank_dim is None else rerank_dim
+    for name, value in (("shortlist_dim", shortlist_dim), ("rerank_dim", rerank_dim)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+            raise TypeError(f"Expected an int {name}. Received: {value!r}")
+    if not 1 <= shortlist_dim <= rerank_dim <= d:
+        raise ValueError(
+            "Expected 1 <= shortlist_dim <= rerank_dim <= d. Received: "
+            f"shortlist_dim={shortlist_dim}, rerank_dim={rerank_dim}, d={d}"
+        )
+    if store_dtype not in STORE_DTYPES:
+        raise ValueError(f"Expected store_dtype in {STORE_DTYPES}. Received: {store_dtype!r}")
+    ids = normalize_ids(ids, count)
+    norm_dims = tuple(
+        sorted(
+            set(
+                default_prefix_norm_dims(shortlist_dim, rerank_dim)
+                if prefix_norm_dims is None
+                else [int(m) for m in prefix_norm_dims]
+            )
+        )
+    )
+    if not norm_dims or norm_dims[0] < 1 or norm_dims[-1] > rerank_dim:
+        raise ValueError(
+            f"Expected prefix_norm_dims within [1, rerank_dim={rerank_dim}]. Received: {norm_dims}"
+        )
+    options = resolve_scann_options(count, shortlist_dim, scann_options)
+
+    out_dir = Path(out_dir).absolute()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(out_dir)
+    tmp_dir = Path(make_temp_dir(out_dir.parent, f".{out_dir.name}.tmp-{os.getpid()}-"))
+    try:
+        shortlist = store_writer.shortlist_prefixes(embeddings, shortlist_dim)
+        if progress:
+            print(f"index: building ScaNN over {count} x {shortlist_dim} ...", file=sys.stderr)
+        # ScaNN's build releases the GIL: it runs in a thread while the store is written (at 1M x
+        # 2048 this saves about a third of the wall time on 2 cores). If the store pass raises,
+        # leaving the executor waits for the build (it cannot be cancelled), then re-raises.
+        with ThreadPoolExecutor(1) as pool:
+            scann_build = pool.submit(build_searcher, shortlist, options)
+            store_sha256, norms = store_writer.write_store(
+                tmp_dir / RERANK_NAME,
+                embeddings,
+                rerank_dim=rerank_dim,
+                store_dtype=store_dtype,
+                norm_dims=norm_dims,
+                progress=progress,
+            )
+            searcher = scann_build.result()
+        np.save(tmp_dir / NORMS_NAME, norms)
+        np.save(tmp_dir / IDS_NAME, ids)
+        (tmp_dir / SCANN_DIR).mkdir()
+        searcher.serialize(str(tmp_dir / SCANN_DIR), relative_path=True)
+        del searcher, shortlist
+
+        known = {RERANK_NAME: store_sha256}  # hashed while written: not read back
+        files = {
+            name: known.get(name) or sha256_file(p)
+            for p in sorted(tmp_dir.rglob("*"))
+            if p.is_file()
+            for name in [p.relative_to(tmp_dir).as_posix()]
+        }
+        content = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "index_version": content[:16],
+            "model_name": model_name,
+            "model_version": None if model_version is None else int(model_version),
+            "embedding_dim": d,
+            "shortlist_dim": int(shortlist_dim),
+            "rerank_dim": int(rerank_dim),
+            "count": count,
+            "store_dtype": store_dtype,
+            "id_type": "int" if ids.dtype.kind == "i" else "str",
+            "prefix_norm_dims": list(norm_dims),
+            "similarity": "dot product of re-normalised prefixes (cosine)",
+            "scann": options,
+            "files": files,
+            "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds"
+            ),
+        }
+        (tmp_dir / MANIFEST_NAME).write_bytes(seal_manifest(manifest))
+        fsync_tree(tmp_dir)
+        publish_directory(tmp_dir, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    return out_dir
+
+
+class AdaptiveIndex:
+    """A loaded adaptive retrieval index (see `build_index`).
+
+    Attributes: `path`, `manifest`, `searcher` (ScaNN), `store` (memory-mapped `(count, D_r)`),
+    `prefix_norms` `(count, len(prefix_norm_dims))`, `prefix_norm_dims`, `ids`, `count`,
+    `embedding_dim`, `shortlist_dim`, `rerank_dim`, `model_name`, `model_version`,
+    `index_version`, `search_threads` (see `set_search_threads`).
+
+    Example:
+
+    >>> index = mrl_keras.serving.AdaptiveIndex.load("/tmp/idx")   # doctest: +SKIP
+    """
+
+    def __init__(self, path, manifest, searcher, store, prefix_norms, ids):
+        self.path = Path(path)
+        self.manifest = manifest
+        self.searcher = searcher
+        self.store = store
+        self.prefix_norms = prefix_norms
+        self.ids = ids
+        self.count = int(manifest["count"])
+        self.embedding_dim = int(manifest["embedding_dim"])
+        self.shortlist_dim = int(manifest["shortlist_dim"])
+        self.rerank_dim = int(manifest["rerank_dim"])
+        self.prefix_norm_dims = tuple(int(m) for m in manifest["prefix_norm_dims"])
+        self.model_name = manifest.get("model_name")
+        self.model_version = manifest.get("model_version")
+        self.index_version = manifest["index_version"]
+        self.scann_options = dict(manifest["scann"])
+        self.store_dtype = str(manifest.get("store_dtype", store.dtype.name))
+        self._norm_column = {m: i for i, m in enumerate(self.prefix_norm_dims)}
+        self.search_threads: int | None = None
+
+    def set_search_threads(self, threads: int | None) -> None:
+        """Threads the ScaNN shortlist of a batch may use.
+
+        `None` (the default) lets ScaNN's batched search use its own pool (all cores) for
+        batches of 64 queries or more. `1` searches on the calling thread only (what a
+        benchmark pinned to one core, or a server running one worker per core, wants).
+        `t > 1` gives ScaNN's pool `t - 1` threads, the calling thread being the t-th (measured:
+        a pool of one keeps two cores busy). Reranking runs on the calling thread (NumPy; BLAS
+        follows `OPENBLAS_NUM_THREADS`).
+
+        Raises:
+            ValueError: `threads` is not None or a positive int.
+        """
+        if threads is not None and (
+            not isinstance(threads, (int, np.integer)) or isinstance(threads, bool) or threads < 1
+        ):
+            raise ValueError(f"Expected threads to be None or an int >= 1. Received: {threads!r}")
+        if threads is not None and threads > 1:
+            self.searcher.set_num_threads(int(threads) - 1)
+        self.search_threads = None if threads is None else int(threads)
+
+    @classmethod
+    def load(
+        cls,
+        index_dir: str | os.PathLike,
+        *,
+        verify: bool = True,
+        model_version: int | None = None,
+        allow_version_mismatch: bool = False,
+        mmap: bool = True,
+    ) -> AdaptiveIndex:
+        """Loads an index directory.
+
+        Args:
+            index_dir: the directory `build_index` wrote.
+            verify: check the sha256 of every file (reads every byte once).
+            model_version: the version the backend serves; refused if it differs from the
+                index's, unless `allow_version_mismatch`.
+            allow_version_mismatch: accept an index built by another model version.
+            mmap: memory-map the rerank store (else read it into RAM).
+
+        Raises:
+            IndexIntegrityError: missing files, checksum mismatch, unknown format version.
+            ModelVersionMismatchError: see `model_version`.
+        """
+        index_dir = Path(index_dir)
+        manifest = read_manifest(index_dir)
+        check_model_version(manifest, model_version, allow_mismatch=allow_version_mismatch)
+        if verify:
+            verify_index(index_dir, manifest)
+        try:
+            searcher = require_scann().load_searcher(str(index_dir / SCANN_DIR))
+            store = np.load(
+                index_dir / RERANK_NAME, mmap_mode="r" if mmap else None, allow_pickle=False
+            )
+            norms = np.load(index_dir / NORMS_NAME, allow_pickle=False)
+            ids = np.load(index_dir / IDS_NAME, allow_pickle=False)
+        except (OSError, ValueError, RuntimeError) as e:
+            raise IndexIntegrityError(f"Cannot load index {str(index_dir)!r}: {e}") from e
+        count, rerank_dim = int(manifest["count"]), int(manifest["rerank_dim"])
+        if store.shape != (count, rerank_dim) or ids.shape != (count,) or norms.shape[0] != count:
+            raise IndexIntegrityError(
+                f"Index {str(index_dir)!r}: array shapes disagree with the manifest."
+            )
+        store_dtype = manifest.get("store_dtype", "float32")
+        if STORE_NUMPY_DTYPES.get(store_dtype) != store.dtype.name:
+            raise IndexIntegrityError(
+                f"Index {str(index_dir)!r}: rerank store dtype {store.dtype.name} disagrees with "
+                f"the manifest's store_dtype {store_dtype!r} (expected one of {STORE_DTYPES})."
+            )
+        return cls(index_dir, manifest, searcher, store, norms, ids)
+
+    def norm_column(self, dim: int) -> int | None:
+        """Column of `prefix_norms` holding `||z[:dim]||`, or None when not stored."""
+        return self._norm_column.get(dim)
+
+    def shortlist(
+        self, queries: np.ndarray, size: int, leaves_to_search: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """ScaNN search of re-normalised `(n, D_s)` queries.
+
+        Args:
+            queries: `(n, D_s)` re-normalised queries.
+            size: shortlist size per query.
+            leaves_to_search: ScaNN leaves searched per query (more: better recall, slower).
+                Defaults to the index's `scann_options["num_leaves_to_search"]`; ignored by an
+                index with a single leaf. Not validated here (ScaNN clamps it to the leaves
+                there are): `AdaptiveRetriever.plan` checks it.
+
+        Returns:
+            `(rows, scores)`, `(n, size)` int64 row numbers and float32 cosine scores; rows
+            ScaNN could not fill (too few points in the searched leaves) have score `-inf`.
+        """
+        reorder = max(size, int(self.scann_options["reorder_num_neighbors"]))
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        parallel = queries.shape[0] >= 64 and self.search_threads != 1
+        search = self.searcher.search_batched_parallel if parallel else self.searcher.search_batched
+        extra = {} if leaves_to_search is None else {"leaves_to_search": int(leaves_to_search)}
+        rows, scores = search(
+            queries,
+            final_num_neighbors=size,
+            pre_reorder_num_neighbors=min(reorder, self.count),
+            **extra,
+        )
+        rows = np.asarray(rows, dtype=np.int64)
+        scores = np.asarray(scores, dtype=np.float32)
+        missing = np.isnan(scores)
+        if missing.any():
+            scores = np.where(missing, -np.inf, scores).astype(np.float32)
+            rows = np.where(missing, 0, rows)
+        return rows, scores
+
+    def lookup_ids(self, rows: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        """Maps row numbers to ids; invalid entries become -1 (int ids) or "" (string ids)."""
+        out = self.ids[rows]
+        if valid is not None and not valid.all():
+            out = out.copy()
+            out[~valid] = -1 if out.dtype.kind == "i" else ""
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"AdaptiveIndex(path={str(self.path)!r}, count={self.count}, d={self.embedding_dim}, "
+            f"shortlist_dim={self.shortlist_dim}, rerank_dim={self.rerank_dim}, "
+            f"model_version={self.model_version}, index_version={self.index_version!r})"
+        )
