@@ -8,11 +8,14 @@ import os
 import sys
 from typing import Any
 
-from mrl_keras.cli_parser import Parser
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit status 2
+        self.exit(2, f"mrl export: {message} (see `mrl export --help`)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = Parser(
+    p = _Parser(
         prog="mrl export",
         description=(
             "Export a trained Matryoshka model as BASE_PATH/<version>/, a SavedModel that "
@@ -20,7 +23,11 @@ def _parser() -> argparse.ArgumentParser:
             "for models with a MatryoshkaHead, assets/matryoshka.json and warmup requests."
         ),
     )
-    p.add_argument("--model", required=True, help="the trained model, e.g. RUN/model.keras")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="the trained model: a .keras file, or a training run's folder (its model.keras)",
+    )
     p.add_argument("--base-path", required=True, help="model base path TF Serving watches")
     p.add_argument("--version", type=int, help="version folder (default: the next free one)")
     p.add_argument("--extra-dims", default="", help="further embed_{m} dims, e.g. 24,96")
@@ -115,6 +122,30 @@ def _load_holdout(path: str) -> tuple[Any, Any]:
         raise ValueError(f"--calibrate-on: cannot read {path!r} as .npz ({e})") from e
 
 
+def _model_file(path: str) -> str:
+    """`--model` as a `.keras` file: a training run's folder stands for its `model.keras`.
+
+    (Keras' `load_model` on a folder fails with "cannot access local variable 'weights_store'".)
+    """
+    if not os.path.exists(path):
+        raise ValueError(f"--model: no such file {path!r}")
+    if not os.path.isdir(path):
+        return path
+    candidate = os.path.join(path, "model.keras")
+    if os.path.isfile(candidate):
+        return candidate
+    found = sorted(
+        os.path.join(path, name, "model.keras")
+        for name in os.listdir(path)
+        if os.path.isfile(os.path.join(path, name, "model.keras"))
+    )
+    hint = f"; it holds {', '.join(found[:4])}" if found else ""
+    raise ValueError(
+        f"--model: the folder {path!r} has no model.keras (pass a .keras file or a training "
+        f"run's folder{hint})"
+    )
+
+
 def _say(message: str) -> None:
     print(f"mrl export: {message}", file=sys.stderr, flush=True)
 
@@ -144,8 +175,7 @@ def _run(args: argparse.Namespace) -> int:
         args.calibrate_on
     ):
         raise ValueError("--target-accuracy and --max-expected-dim need --calibrate-on")
-    if not os.path.exists(args.model):
-        raise ValueError(f"--model: no such file {args.model!r}")
+    model_path = _model_file(args.model)
     class_names = _class_names(args.class_names)
     holdout = _load_holdout(args.calibrate_on) if args.calibrate_on else None
 
@@ -157,16 +187,17 @@ def _run(args: argparse.Namespace) -> int:
             f"SavedModel export needs the TensorFlow Keras backend, not "
             f"{keras.backend.backend()!r}. Run with KERAS_BACKEND=tensorflow."
         )
-    import mrl_keras
     from mrl_keras.export.saved_model import export_saved_model
+
+    import mrl_keras
 
     mrl_keras.register_keras_objects()  # the .keras file holds a MatryoshkaHead
 
-    _say(f"loading {args.model}")
+    _say(f"loading {model_path}")
     try:
-        model = keras.saving.load_model(args.model, compile=False)
+        model = keras.saving.load_model(model_path, compile=False)
     except Exception as e:  # Keras raises many types for unreadable files
-        raise ValueError(f"cannot load --model {args.model!r}: {e}") from e
+        raise ValueError(f"cannot load --model {model_path!r}: {e}") from e
     if holdout is not None:
         _say(f"calibrating the cascade on {len(holdout[1])} holdout examples")
     _say(f"writing a SavedModel under {args.base_path}")
@@ -198,7 +229,7 @@ def _run(args: argparse.Namespace) -> int:
             f"(full dim {c.full_dim_accuracy:.4f}) at expected dim {c.expected_dim:.1f}"
         )
     elif result.metadata["cascade"] is not None and thresholds is None:
-        holdout_hint = os.path.join(os.path.dirname(args.model), "holdout.npz")
+        holdout_hint = os.path.join(os.path.dirname(model_path), "holdout.npz")
         hint = f" (e.g. --calibrate-on {holdout_hint})" if os.path.isfile(holdout_hint) else ""
         _say(f"cascade uses uncalibrated default thresholds; pass --calibrate-on{hint}")
     if args.json:
