@@ -150,6 +150,18 @@ def md_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def run_header(run: dict[str, Any], machine_note: str) -> list[str]:
+    """The first lines of a run's RESULTS.md section: command, date and wall time, the machine
+    (followed by `machine_note`) and the versions."""
+    m = run["machine"]
+    return [
+        f"- Command: `{run['command']}`",
+        f"- Date: {run['date']}; wall time {run['wall_s']:.0f} s",
+        f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB RAM{machine_note}",
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(run["versions"].items())),
+    ]
+
+
 def write_section(heading: str, body: str, path: Path = RESULTS_MD) -> None:
     """Replaces (or appends) the `## heading` section of RESULTS.md, leaving the rest intact.
 

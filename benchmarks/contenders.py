@@ -102,7 +102,66 @@ def _scann_search(searcher, queries: np.ndarray, threads: int, **kwargs) -> np.n
     return np.asarray(ids, dtype=np.int64)
 
 
-class ScannFull(_Base):
+class _ScannTree(_Base):
+    """A contender answered by one ScaNN searcher: a tree over `self.num_leaves` leaves, AH
+    scoring and reordering. Its configs name the leaves searched and the candidates reordered
+    `leaves_key` and `reorder_key`."""
+
+    leaves_key = "leaves_to_search"
+    reorder_key = "reorder"
+
+    def _build_tree(
+        self, dims_per_block: int, truncate: int | None = None, quantize: str | None = None
+    ) -> float:
+        n = self.db.shape[0]
+        data = np.asarray(self.db, dtype=np.float32)
+        scann = _scann()  # imports TensorFlow: keep it out of the timed build
+        reorder = {}
+        if quantize is not None:
+            from scann import ReorderType
+
+            reorder["quantize"] = getattr(ReorderType, quantize)
+        with Timer() as t:
+            builder = scann.builder(data, K, "dot_product")
+            if truncate is not None:
+                builder = builder.truncate(truncate)
+            self.searcher = (
+                builder.tree(
+                    num_leaves=self.num_leaves,
+                    num_leaves_to_search=max(1, self.num_leaves // 10),
+                    training_sample_size=min(n, 100_000),
+                )
+                .score_ah(
+                    dims_per_block,
+                    anisotropic_quantization_threshold=0.2,
+                    training_sample_size=min(n, 100_000),
+                )
+                .reorder(200, **reorder)
+                .set_n_training_threads(self.build_threads)
+                .build()
+            )
+        self.searcher.set_num_threads(self.threads)
+        self.build_cpu_s = t.cpu_seconds
+        return t.seconds
+
+    def search(self, queries: np.ndarray, config: dict[str, Any]) -> np.ndarray:
+        return _scann_search(
+            self.searcher,
+            queries,
+            self.threads,
+            final_num_neighbors=K,
+            leaves_to_search=config[self.leaves_key],
+            pre_reorder_num_neighbors=config[self.reorder_key],
+        )
+
+    def bytes_per_vector(self) -> float:
+        return _serialized_scann_bytes(self.searcher, self.work_dir) / self.db.shape[0]
+
+    def close(self) -> None:
+        self.searcher = None
+
+
+class ScannFull(_ScannTree):
     """Single-shot ScaNN at full d: tree + asymmetric hashing + exact float32 reordering.
 
     The grid is `num_leaves` (build) x `leaves_to_search` x `pre_reorder_num_neighbors`.
@@ -116,29 +175,7 @@ class ScannFull(_Base):
         self.searcher = None
 
     def build(self) -> float:
-        n = self.db.shape[0]
-        data = np.asarray(self.db, dtype=np.float32)
-        scann = _scann()  # imports TensorFlow: keep it out of the timed build
-        with Timer() as t:
-            self.searcher = (
-                scann.builder(data, K, "dot_product")
-                .tree(
-                    num_leaves=self.num_leaves,
-                    num_leaves_to_search=max(1, self.num_leaves // 10),
-                    training_sample_size=min(n, 100_000),
-                )
-                .score_ah(
-                    2,
-                    anisotropic_quantization_threshold=0.2,
-                    training_sample_size=min(n, 100_000),
-                )
-                .reorder(200)
-                .set_n_training_threads(self.build_threads)
-                .build()
-            )
-        self.searcher.set_num_threads(self.threads)
-        self.build_cpu_s = t.cpu_seconds
-        return t.seconds
+        return self._build_tree(dims_per_block=2)
 
     def configs(self) -> list[dict[str, Any]]:
         nl = self.num_leaves
@@ -157,19 +194,6 @@ class ScannFull(_Base):
             for r in rows
         )
 
-    def search(self, queries: np.ndarray, config: dict[str, Any]) -> np.ndarray:
-        return _scann_search(
-            self.searcher,
-            queries,
-            self.threads,
-            final_num_neighbors=K,
-            leaves_to_search=config["leaves_to_search"],
-            pre_reorder_num_neighbors=config["reorder"],
-        )
-
-    def bytes_per_vector(self) -> float:
-        return _serialized_scann_bytes(self.searcher, self.work_dir) / self.db.shape[0]
-
     def mflops(self, config: dict[str, Any]) -> float:
         return self.db.shape[0] * self.db.shape[1] / 1e6
 
@@ -178,9 +202,6 @@ class ScannFull(_Base):
         n, d = self.db.shape
         scanned = n * config["leaves_to_search"] / self.num_leaves
         return scanned * d / 4 + config["reorder"] * d * 4
-
-    def close(self) -> None:
-        self.searcher = None
 
 
 def _serialized_scann_bytes(searcher, work_dir: Path) -> int:
@@ -404,7 +425,7 @@ class OurAdaptive(_Base):
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-class FusedScannAR(_Base):
+class FusedScannAR(_ScannTree):
     """Prototype kernel: AR inside one ScaNN searcher (shortlist at D_s, rerank at D_r in C++).
 
     ScaNN 1.4's `truncate(D_s)` projection makes the tree and the asymmetric hashing see only
@@ -414,6 +435,8 @@ class FusedScannAR(_Base):
     `pre_reorder_num_neighbors`.
     """
 
+    leaves_key = "leaves"
+    reorder_key = "K"
     name = "AR prototype (ScaNN truncate + bf16 reorder)"
 
     def __init__(
@@ -432,32 +455,9 @@ class FusedScannAR(_Base):
         self.searcher = None
 
     def build(self) -> float:
-        from scann import ReorderType
-
-        n = self.db.shape[0]
-        data = np.asarray(self.db, dtype=np.float32)
-        scann = _scann()  # imports TensorFlow: keep it out of the timed build
-        with Timer() as t:
-            self.searcher = (
-                scann.builder(data, K, "dot_product")
-                .truncate(self.shortlist_dim)
-                .tree(
-                    num_leaves=self.num_leaves,
-                    num_leaves_to_search=max(1, self.num_leaves // 10),
-                    training_sample_size=min(n, 100_000),
-                )
-                .score_ah(
-                    1,
-                    anisotropic_quantization_threshold=0.2,
-                    training_sample_size=min(n, 100_000),
-                )
-                .reorder(200, quantize=getattr(ReorderType, self.quantize))
-                .set_n_training_threads(self.build_threads)
-                .build()
-            )
-        self.searcher.set_num_threads(self.threads)
-        self.build_cpu_s = t.cpu_seconds
-        return t.seconds
+        return self._build_tree(
+            dims_per_block=1, truncate=self.shortlist_dim, quantize=self.quantize
+        )
 
     def configs(self) -> list[dict[str, Any]]:
         nl = self.num_leaves
@@ -469,19 +469,6 @@ class FusedScannAR(_Base):
             if size <= self.db.shape[0]
         ]
 
-    def search(self, queries: np.ndarray, config: dict[str, Any]) -> np.ndarray:
-        return _scann_search(
-            self.searcher,
-            queries,
-            self.threads,
-            final_num_neighbors=K,
-            leaves_to_search=config["leaves"],
-            pre_reorder_num_neighbors=config["K"],
-        )
-
-    def bytes_per_vector(self) -> float:
-        return _serialized_scann_bytes(self.searcher, self.work_dir) / self.db.shape[0]
-
     def mflops(self, config: dict[str, Any]) -> float:
         return (self.db.shape[0] * config["D_s"] + config["K"] * config["D_r"]) / 1e6
 
@@ -490,9 +477,6 @@ class FusedScannAR(_Base):
         n = self.db.shape[0]
         scanned = n * config["leaves"] / self.num_leaves
         return scanned * config["D_s"] / 2 + config["K"] * config["D_r"] * 2
-
-    def close(self) -> None:
-        self.searcher = None
 
 
 def default_num_leaves(n: int) -> int:

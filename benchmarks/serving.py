@@ -271,12 +271,11 @@ def run_backend(label: str, serve_args: list[str], args, index_dir: Path, images
 def render(run: dict[str, Any]) -> str:
     m = run["machine"]
     lines = [
-        f"- Command: `{run['command']}`",
-        f"- Date: {run['date']}; wall time {run['wall_s']:.0f} s",
-        f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB RAM, shared with "
-        f"other work (load average at start {m['load_avg_1m_at_start']}); client threads, "
-        "service and model server share the same cores",
-        "- Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(run["versions"].items())),
+        *common.run_header(
+            run,
+            f", shared with other work (load average at start {m['load_avg_1m_at_start']}); "
+            "client threads, service and model server share the same cores",
+        ),
         f"- Workload: {run['workload']}",
         "",
     ]

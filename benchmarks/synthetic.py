@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mrl_keras.retrieval_metrics import l2_normalize
+
 DEFAULT_ALPHA = 1.2
 DEFAULT_J0 = 8.0
 DEFAULT_NOISE = 0.8
@@ -85,8 +87,7 @@ def generate(
         block = rng.standard_normal((m, d), dtype=np.float32)
         block *= noise * s
         block += mu[y]
-        block /= np.linalg.norm(block, axis=1, keepdims=True)
-        x[start : start + m] = block
+        x[start : start + m] = l2_normalize(block)
         labels[start : start + m] = y
         if progress is not None:
             progress(start + m)

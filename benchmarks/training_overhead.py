@@ -159,12 +159,11 @@ def measure(name: str, cfg: dict[str, Any], rounds: int, steps: int) -> dict[str
 def render(run: dict[str, Any]) -> str:
     m = run["machine"]
     lines = [
-        f"- Command: `{run['command']}`",
-        f"- Date: {run['date']}; wall time {run['wall_s']:.0f} s",
-        f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB RAM (shared; load "
-        f"average at start {m['load_avg_1m_at_start']}); `jit_compile=False`, SGD with "
-        "momentum, one fixed random batch",
-        "- Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(run["versions"].items())),
+        *common.run_header(
+            run,
+            f" (shared; load average at start {m['load_avg_1m_at_start']}); `jit_compile=False`, "
+            "SGD with momentum, one fixed random batch",
+        ),
         "- Method: the three variants are stepped interleaved (rotating order each round); "
         "ratio = median over rounds of (mean head step / mean plain step) in the same round, "
         "[min, max] over rounds in brackets; pooled = median of all head steps / median of all "

@@ -1,7 +1,7 @@
 """The `mrl` command: a thin dispatcher to each package's own entry point.
 
 Subcommand modules are imported lazily, so a subcommand pays only for what it uses; `mrl --help`
-and `mrl <command> --help` load neither Keras nor TensorFlow (tests/mrl_keras/test_import_weight.py
+and `mrl <command> --help` load neither Keras nor TensorFlow (tests/test_import_weight.py
 pins that). Each entry point is `main(argv: list[str]) -> int` and parses its own flags (so
 `mrl train --help` is owned by the training package).
 """

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from mrl_keras.retrieval_metrics import l2_normalize
 from mrl_keras.serving.backends.errors import FailedPrecondition, InvalidInput
 
 EMBED_OUTPUT = "embedding"
@@ -117,11 +118,20 @@ class ModelStatus:
         return self.state == "AVAILABLE"
 
 
-def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Row-wise L2 normalisation in float32 (zero rows stay zero)."""
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return (x / np.maximum(norms, eps)).astype(np.float32, copy=False)
+def check_model_spec(version: int | None, label: str | None, timeout: float) -> None:
+    """Checks the model spec of a remote backend: at most one of `version` and `label`, and a
+    positive default `timeout` (seconds).
+
+    Raises:
+        ValueError: naming the bad argument.
+    """
+    if version is not None and label is not None:
+        raise ValueError(
+            f"Expected at most one of version and label. Received: version={version}, "
+            f"label={label!r}"
+        )
+    if timeout <= 0:
+        raise ValueError(f"Expected timeout > 0. Received: timeout={timeout}")
 
 
 def info_from_signatures(

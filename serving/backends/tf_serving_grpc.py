@@ -9,7 +9,12 @@ import grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from mrl_keras.serving.backends import tf_serving_requests as requests_lib
-from mrl_keras.serving.backends.backend import ModelBackend, ModelStatus, SignatureSpec
+from mrl_keras.serving.backends.backend import (
+    ModelBackend,
+    ModelStatus,
+    SignatureSpec,
+    check_model_spec,
+)
 from mrl_keras.serving.backends.errors import BackendError, error_from_code
 from mrl_keras.serving.backends.retry import RetryPolicy
 
@@ -99,13 +104,7 @@ class TFServingGrpc(ModelBackend):
         channel: grpc.Channel | None = None,
     ):
         super().__init__(required_signatures)
-        if version is not None and label is not None:
-            raise ValueError(
-                f"Expected at most one of version and label. Received: version={version}, "
-                f"label={label!r}"
-            )
-        if timeout <= 0:
-            raise ValueError(f"Expected timeout > 0. Received: timeout={timeout}")
+        check_model_spec(version, label, timeout)
         self.address = address
         self.model_name = model_name
         self.version = version

@@ -11,7 +11,12 @@ from typing import Any
 import requests
 
 from mrl_keras.serving.backends import tf_serving_requests as requests_lib
-from mrl_keras.serving.backends.backend import ModelBackend, ModelStatus, SignatureSpec
+from mrl_keras.serving.backends.backend import (
+    ModelBackend,
+    ModelStatus,
+    SignatureSpec,
+    check_model_spec,
+)
 from mrl_keras.serving.backends.errors import (
     DeadlineExceeded,
     Internal,
@@ -71,13 +76,7 @@ class TFServingRest(ModelBackend):
         version_refresh_s: float = 1.0,
     ):
         super().__init__(required_signatures)
-        if version is not None and label is not None:
-            raise ValueError(
-                f"Expected at most one of version and label. Received: version={version}, "
-                f"label={label!r}"
-            )
-        if timeout <= 0:
-            raise ValueError(f"Expected timeout > 0. Received: timeout={timeout}")
+        check_model_spec(version, label, timeout)
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"Expected an http:// or https:// url. Received: url={url!r}")
         self.url = url.rstrip("/")

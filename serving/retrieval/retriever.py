@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from mrl_keras.retrieval_metrics import l2_normalize
 from mrl_keras.serving.retrieval.funnel import as_int, parse_funnel
 from mrl_keras.serving.retrieval.index import AdaptiveIndex, check_model_version
 from mrl_keras.serving.retrieval.rerank import PrefixReranker, sort_rows_descending, top_along_rows
@@ -300,8 +301,7 @@ class AdaptiveRetriever:
         self, queries: np.ndarray, plan: SearchPlan, model_version: int | None
     ) -> SearchResult:
         index = self.index
-        head = queries[:, : plan.shortlist_dim]
-        head = head / np.maximum(np.linalg.norm(head, axis=1, keepdims=True), 1e-12)
+        head = l2_normalize(queries[:, : plan.shortlist_dim])
         rows, scores = index.shortlist(head, plan.shortlist_size, plan.leaves_to_search)
         valid = np.isfinite(scores)
         if plan.stages:

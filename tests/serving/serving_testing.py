@@ -126,3 +126,16 @@ def copy_version(src_version_dir: str, base_path: str, version: int) -> str:
     dst = os.path.join(base_path, str(version))
     os.rename(tmp, dst)
     return dst
+
+
+def assert_embeds_like(backend, reference, n: int = 4) -> None:
+    """`backend` embeds `sample_inputs(n)` at full d as `reference` (a LocalModel) does, and
+    reports the tiny model's embedding dim."""
+    x = sample_inputs(n)
+    np.testing.assert_allclose(
+        backend.embed(x, EMBEDDING_DIM).embeddings,
+        reference.embed(x, EMBEDDING_DIM).embeddings,
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    assert backend.info().embedding_dim == EMBEDDING_DIM

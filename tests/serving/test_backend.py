@@ -5,7 +5,6 @@ from __future__ import annotations
 import pickle
 import time
 
-import numpy as np
 import pytest
 
 from mrl_keras.serving import (
@@ -20,7 +19,7 @@ from mrl_keras.serving import (
     TensorInfo,
     Unavailable,
 )
-from mrl_keras.serving.backends.backend import info_from_signatures, l2_normalize
+from mrl_keras.serving.backends.backend import info_from_signatures
 from mrl_keras.serving.backends.errors import error_from_code, error_from_http
 
 
@@ -138,9 +137,3 @@ def test_info_from_signatures():
 def test_info_without_embed_signature_fails_clearly():
     with pytest.raises(FailedPrecondition, match=r"no embed_\{m\} signature"):
         info_from_signatures("m", 1, {"serving_default": _spec("serving_default", {}, {})})
-
-
-def test_l2_normalize():
-    x = np.array([[3.0, 4.0], [0.0, 0.0]])
-    np.testing.assert_allclose(l2_normalize(x), [[0.6, 0.8], [0.0, 0.0]])
-    assert l2_normalize(x).dtype == np.float32

@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+from retrieval_testing import bfloat16_round
 
 from mrl_keras.serving.retrieval import store_codecs, store_writer
 from mrl_keras.serving.retrieval.index import (
@@ -80,20 +81,11 @@ def test_round_trip_same_results(built, tmp_path):
 _NUMPY_STORE_DTYPE = {"float32": "float32", "float16": "float16", "bfloat16": "uint16"}
 
 
-def _bfloat16_round(x):
-    """Independent float32 -> bfloat16 -> float32 rounding (nearest even) for the tests."""
-    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    low = u & 0xFFFF
-    high = u >> 16
-    up = (low > 0x8000) | ((low == 0x8000) & ((high & 1) == 1))
-    return ((high + up) << 16).astype(np.uint32).view(np.float32)
-
-
 def test_bfloat16_store_scores_and_round_trip(tmp_path):
     x = _corpus(500, 32, seed=3)
     build_index(tmp_path / "b", x, shortlist_dim=8, store_dtype="bfloat16", scann_options=EXACT)
     assert read_manifest(tmp_path / "b")["store_dtype"] == "bfloat16"
-    xb = _bfloat16_round(x)
+    xb = bfloat16_round(x)
     index = AdaptiveIndex.load(tmp_path / "b")
     assert index.store_dtype == "bfloat16"
     assert index.store.dtype == np.uint16
@@ -360,7 +352,7 @@ def test_store_norms_and_checksums_match_independent_computation(
     prefix = np.ascontiguousarray(x[:, : manifest["rerank_dim"]])
     if store_dtype == "bfloat16":
         expected = store_codecs.to_bfloat16_bits(prefix)
-        widened = _bfloat16_round(prefix)
+        widened = bfloat16_round(prefix)
     else:
         expected = prefix.astype(store_dtype)
         widened = expected.astype(np.float32)

@@ -2,14 +2,9 @@
 
 import numpy as np
 import pytest
+from retrieval_testing import bfloat16_round, normalized_prefix_scores, numpy_funnel
 
 from mrl_keras.serving.retrieval.rerank import PrefixReranker, sort_rows_descending, top_along_rows
-
-
-def _normalized_prefix_scores(q, z, dim):
-    qn = q[:, :dim] / np.linalg.norm(q[:, :dim], axis=1, keepdims=True)
-    zn = z[:, :dim] / np.linalg.norm(z[:, :dim], axis=1, keepdims=True)
-    return qn @ zn.T
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +26,7 @@ def test_single_stage_matches_numpy(data, stored_dims):
     reranker = PrefixReranker(z, _norms(z, stored_dims) if stored_dims else None, stored_dims)
     valid = np.ones(rows.shape, bool)
     out_rows, scores, out_valid = reranker.rerank(q, rows, valid, [(48, 100)])
-    expected = np.take_along_axis(_normalized_prefix_scores(q, z, 48), rows, axis=1)
+    expected = np.take_along_axis(normalized_prefix_scores(q, z, 48), rows, axis=1)
     np.testing.assert_array_equal(out_rows, rows)
     np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
     assert out_valid.all()
@@ -42,13 +37,9 @@ def test_funnel_matches_numpy(data):
     stages = [(16, 50), (32, 20), (64, 5)]
     reranker = PrefixReranker(z, _norms(z, (16, 64)), (16, 64))  # 32 is not stored: accumulated
     out_rows, scores, _ = reranker.rerank(q, rows, np.ones(rows.shape, bool), stages)
-    expected_rows = rows
-    for dim, size in stages:
-        s = np.take_along_axis(_normalized_prefix_scores(q, z, dim), expected_rows, axis=1)
-        keep = np.argsort(-s, axis=1)[:, :size]
-        expected_rows = np.take_along_axis(expected_rows, keep, axis=1)
+    expected_rows = numpy_funnel(q, z, rows, stages)
     np.testing.assert_array_equal(np.sort(out_rows, axis=1), np.sort(expected_rows, axis=1))
-    expected_scores = np.take_along_axis(_normalized_prefix_scores(q, z, 64), out_rows, axis=1)
+    expected_scores = np.take_along_axis(normalized_prefix_scores(q, z, 64), out_rows, axis=1)
     np.testing.assert_allclose(scores, expected_scores, rtol=1e-5, atol=1e-6)
 
 
@@ -57,33 +48,20 @@ def test_float16_store(data):
     z16 = z.astype(np.float16)
     reranker = PrefixReranker(z16, _norms(z16.astype(np.float32), (64,)), (64,))
     _, scores, _ = reranker.rerank(q, rows, np.ones(rows.shape, bool), [(64, 100)])
-    expected = np.take_along_axis(_normalized_prefix_scores(q, z, 64), rows, axis=1)
+    expected = np.take_along_axis(normalized_prefix_scores(q, z, 64), rows, axis=1)
     np.testing.assert_allclose(scores, expected, atol=2e-3)
-
-
-def _bfloat16_round(x):
-    """Independent float32 -> bfloat16 -> float32 rounding (nearest even) for the tests."""
-    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    low = u & 0xFFFF
-    high = u >> 16
-    up = (low > 0x8000) | ((low == 0x8000) & ((high & 1) == 1))
-    return ((high + up) << 16).astype(np.uint32).view(np.float32)
 
 
 def test_bfloat16_store_matches_numpy_on_rounded_vectors(data):
     z, q, rows = data
-    zb = _bfloat16_round(z)
+    zb = bfloat16_round(z)
     bits = (zb.view(np.uint32) >> 16).astype(np.uint16)
     stages = [(16, 50), (64, 10)]
     reranker = PrefixReranker(bits, _norms(zb, (16, 64)), (16, 64))
     out_rows, scores, _ = reranker.rerank(q, rows, np.ones(rows.shape, bool), stages)
-    expected_rows = rows
-    for dim, size in stages:
-        s = np.take_along_axis(_normalized_prefix_scores(q, zb, dim), expected_rows, axis=1)
-        keep = np.argsort(-s, axis=1)[:, :size]
-        expected_rows = np.take_along_axis(expected_rows, keep, axis=1)
+    expected_rows = numpy_funnel(q, zb, rows, stages)
     np.testing.assert_array_equal(np.sort(out_rows, axis=1), np.sort(expected_rows, axis=1))
-    expected = np.take_along_axis(_normalized_prefix_scores(q, zb, 64), out_rows, axis=1)
+    expected = np.take_along_axis(normalized_prefix_scores(q, zb, 64), out_rows, axis=1)
     np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
 
 

@@ -2,9 +2,8 @@
 against the serving target (the dev model server, or a real TF Serving; conftest.py)."""
 
 import grpc
-import numpy as np
 import pytest
-from serving_testing import EMBEDDING_DIM, sample_inputs
+from serving_testing import assert_embeds_like
 
 from mrl_keras.serving import TFServingGrpc, Unavailable
 from mrl_keras.serving.backends.tf_serving_grpc import _translate
@@ -39,9 +38,4 @@ def test_embed_round_trip(serving_target, local_model):
     if serving_target.grpc_address is None:
         pytest.skip("gRPC is not under test")
     backend = TFServingGrpc(serving_target.grpc_address, serving_target.model_name)
-    x = sample_inputs(4)
-    got = backend.embed(x, EMBEDDING_DIM)
-    np.testing.assert_allclose(
-        got.embeddings, local_model.embed(x, EMBEDDING_DIM).embeddings, rtol=1e-5, atol=1e-6
-    )
-    assert backend.info().embedding_dim == EMBEDDING_DIM
+    assert_embeds_like(backend, local_model)

@@ -1,9 +1,8 @@
 """serving/backends/tf_serving_rest.py: arguments and one round trip against the serving target
 (the dev model server, or a real TF Serving; conftest.py)."""
 
-import numpy as np
 import pytest
-from serving_testing import EMBEDDING_DIM, sample_inputs
+from serving_testing import assert_embeds_like
 
 from mrl_keras.serving import TFServingRest
 
@@ -25,9 +24,4 @@ def test_embed_round_trip(serving_target, local_model):
     if serving_target.rest_url is None:
         pytest.skip("REST is not under test")
     backend = TFServingRest(serving_target.rest_url, serving_target.model_name)
-    x = sample_inputs(4)
-    got = backend.embed(x, EMBEDDING_DIM)
-    np.testing.assert_allclose(
-        got.embeddings, local_model.embed(x, EMBEDDING_DIM).embeddings, rtol=1e-5, atol=1e-6
-    )
-    assert backend.info().embedding_dim == EMBEDDING_DIM
+    assert_embeds_like(backend, local_model)

@@ -1,0 +1,31 @@
+"""NumPy references shared by the retrieval tests (index store, rerank)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def bfloat16_round(x: np.ndarray) -> np.ndarray:
+    """Independent float32 -> bfloat16 -> float32 rounding (nearest even) for the tests."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    low = u & 0xFFFF
+    high = u >> 16
+    up = (low > 0x8000) | ((low == 0x8000) & ((high & 1) == 1))
+    return ((high + up) << 16).astype(np.uint32).view(np.float32)
+
+
+def normalized_prefix_scores(q: np.ndarray, z: np.ndarray, dim: int) -> np.ndarray:
+    """Cosine scores `(n, count)` of the re-normalised prefixes `q[:, :dim]` and `z[:, :dim]`."""
+    qn = q[:, :dim] / np.linalg.norm(q[:, :dim], axis=1, keepdims=True)
+    zn = z[:, :dim] / np.linalg.norm(z[:, :dim], axis=1, keepdims=True)
+    return qn @ zn.T
+
+
+def numpy_funnel(q: np.ndarray, z: np.ndarray, rows: np.ndarray, stages) -> np.ndarray:
+    """The rows a funnel keeps: each `(dim, size)` stage keeps the best `size` of the previous
+    stage's rows by `normalized_prefix_scores` at `dim`."""
+    for dim, size in stages:
+        s = np.take_along_axis(normalized_prefix_scores(q, z, dim), rows, axis=1)
+        keep = np.argsort(-s, axis=1)[:, :size]
+        rows = np.take_along_axis(rows, keep, axis=1)
+    return rows
