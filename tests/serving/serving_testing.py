@@ -139,3 +139,24 @@ def assert_embeds_like(backend, reference, n: int = 4) -> None:
         atol=1e-6,
     )
     assert backend.info().embedding_dim == EMBEDDING_DIM
+
+
+CORPUS = 400
+
+
+def build_tiny_index(backend, out, *, seed=5, model_version=1, count=CORPUS):
+    """An exact index over `count` embedded sample inputs, with string ids, built by `backend`."""
+    from mrl_keras.serving import build_index
+
+    x = sample_inputs(count, seed=seed)
+    z = backend.embed(x, EMBEDDING_DIM).embeddings
+    ids = np.asarray([f"item-{seed}-{i}" for i in range(count)])
+    return build_index(
+        out,
+        z,
+        ids,
+        shortlist_dim=8,
+        model_name=MODEL_NAME,
+        model_version=model_version,
+        scann_options={"num_leaves": 1, "reorder_num_neighbors": count},
+    )

@@ -6,7 +6,14 @@ import threading
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from serving_testing import EMBEDDING_DIM, INPUT_DIM, MODEL_NAME, sample_inputs
+from serving_testing import (
+    CORPUS,
+    EMBEDDING_DIM,
+    INPUT_DIM,
+    MODEL_NAME,
+    build_tiny_index,
+    sample_inputs,
+)
 
 from mrl_keras.serving import AdaptiveIndex, AdaptiveRetriever, build_index
 from mrl_keras.serving.backends.cascade_client import CascadeClassifier
@@ -14,23 +21,7 @@ from mrl_keras.serving.retrieval.index import ModelVersionMismatchError
 from mrl_keras.serving.service.app import create_app
 from mrl_keras.serving.service.search_service import SearchService, ServiceConfig
 
-CORPUS = 400
 EXACT = {"num_leaves": 1, "reorder_num_neighbors": CORPUS}
-
-
-def build_tiny_index(backend, out, *, seed=5, model_version=1, count=CORPUS):
-    x = sample_inputs(count, seed=seed)
-    z = backend.embed(x, EMBEDDING_DIM).embeddings
-    ids = np.asarray([f"item-{seed}-{i}" for i in range(count)])
-    return build_index(
-        out,
-        z,
-        ids,
-        shortlist_dim=8,
-        model_name=MODEL_NAME,
-        model_version=model_version,
-        scann_options={"num_leaves": 1, "reorder_num_neighbors": count},
-    )
 
 
 @pytest.fixture(scope="module")

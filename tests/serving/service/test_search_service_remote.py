@@ -7,8 +7,7 @@ import time
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from serving_testing import sample_inputs
-from test_service import build_tiny_index
+from serving_testing import build_tiny_index, sample_inputs
 
 from mrl_keras.serving import AdaptiveIndex, AdaptiveRetriever, TFServingGrpc, TFServingRest
 from mrl_keras.serving.backends.cascade_client import CascadeClassifier
