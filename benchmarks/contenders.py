@@ -4,6 +4,10 @@ Every contender exposes `name`, `build() -> seconds`, `configs()` (the search-ti
 it sweeps), `search(queries, config) -> ids (n, k)`, `bytes_per_vector()`,
 `mflops(config)` (the paper's exact-search cost formula, section 4.3 / Appendix I:
 `N * D_s + sum_i K_i * D_i`, one multiply-add counted as one FLOP) and `close()`.
+
+Over 400 lines because it holds every contender side by side (exact, ScaNN single-shot,
+HNSW, ours, the fused ScaNN prototype), so their settings and cost formulas can be compared
+in one place; each is a class of its own.
 """
 
 from __future__ import annotations

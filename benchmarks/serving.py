@@ -1,5 +1,8 @@
 """The HTTP service under bounded concurrent load on loopback.
 
+Over 400 lines because it is one program: the model, the two servers, the load generator,
+the direct-call baseline and the RESULTS.md section, each a function of its own.
+
 Starts `mrl serve` on 127.0.0.1 twice, in front of (a) the in-process SavedModel backend
 (`--model`) and (b) the dev model server over gRPC (`mrl model-server` + `--tf-serving-grpc`),
 and drives `POST /v1/search` and `POST /v1/classify` with one-example requests from a fixed

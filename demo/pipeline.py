@@ -4,6 +4,9 @@ train -> evaluate every prefix -> calibrate the cascade on the holdout -> export
 SavedModel -> build the adaptive index over the train set -> measure adaptive retrieval ->
 start the HTTP service and send it real requests -> write the report. `--full` also trains the
 MRL-E and fixed-feature baselines and sweeps every (D_s, D_r) pair (the paper's experiments).
+
+Over 400 lines because it is one `Pipeline` whose stages share its state (runs, model,
+holdout, export, index); each stage is a method a few dozen lines long.
 """
 
 from __future__ import annotations

@@ -1,6 +1,10 @@
 """The demo report: `report.json` (the measurements), `report.md`, a self-contained
 `report.html` (PNG plots embedded as base64) and the plots, all rendered from the JSON alone, so
-the same JSON always gives the same markdown."""
+the same JSON always gives the same markdown.
+
+Over 400 lines because it renders every section of the report; each section is a function
+of its own over the JSON (`SECTIONS`), the plots and the claims live in plots.py and claims.py.
+"""
 
 from __future__ import annotations
 

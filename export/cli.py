@@ -8,14 +8,11 @@ import os
 import sys
 from typing import Any
 
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit status 2
-        self.exit(2, f"mrl export: {message} (see `mrl export --help`)\n")
+from mrl_keras.cli_parser import Parser
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog="mrl export",
         description=(
             "Export a trained Matryoshka model as BASE_PATH/<version>/, a SavedModel that "
@@ -187,9 +184,8 @@ def _run(args: argparse.Namespace) -> int:
             f"SavedModel export needs the TensorFlow Keras backend, not "
             f"{keras.backend.backend()!r}. Run with KERAS_BACKEND=tensorflow."
         )
-    from mrl_keras.export.saved_model import export_saved_model
-
     import mrl_keras
+    from mrl_keras.export.saved_model import export_saved_model
 
     mrl_keras.register_keras_objects()  # the .keras file holds a MatryoshkaHead
 
