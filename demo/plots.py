@@ -31,12 +31,20 @@ def _size_plot(results, data, ylabel, title, path):
     for name, points in data.items():
         style = STYLE.get(name.split(" ")[0], {})
         ax.plot([p[0] for p in points], [100 * p[1] for p in points], label=name, **style)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("representation size")
+    _finish(plt, fig, ax, path, "representation size", ylabel, f"{results['dataset']}: {title}")
+
+
+def _finish(plt, fig, ax, path, xlabel, ylabel, title, log_base=2, legend_fontsize=None):
+    """Log-scale x axis, labels, title, grid and legend, then the PNG (no timestamp metadata)."""
+    if log_base == 10:
+        ax.set_xscale("log")
+    else:
+        ax.set_xscale("log", base=log_base)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(f"{results['dataset']}: {title}")
+    ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    ax.legend(**({} if legend_fontsize is None else {"fontsize": legend_fontsize}))
     fig.tight_layout()
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)
@@ -59,15 +67,8 @@ def _interpolation_plot(results, data, path):
         ax.scatter([p[0] for p in inside], [100 * p[1] for p in inside], color=color, marker="o")
         ax.scatter([p[0] for p in between], [100 * p[1] for p in between], color=color,
                    marker="x", s=50)  # fmt: skip
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("representation size (o: nesting dim, x: interpolated)")
-    ax.set_ylabel("top-1 (%)")
-    ax.set_title(f"{results['dataset']}: MRL at every power of two and midpoint")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, metadata={"Software": None})
-    plt.close(fig)
+    _finish(plt, fig, ax, path, "representation size (o: nesting dim, x: interpolated)",
+            "top-1 (%)", f"{results['dataset']}: MRL at every power of two and midpoint")  # fmt: skip
 
 
 def _cascade_plot(results, data, path):
@@ -87,15 +88,8 @@ def _cascade_plot(results, data, path):
         x, y = data["calibrated"]
         ax.scatter([x], [100 * y], marker="*", s=180, color="tab:red", zorder=5,
                    label="exported cascade (calibrated)")  # fmt: skip
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("expected representation size")
-    ax.set_ylabel("top-1 (%)")
-    ax.set_title(f"{results['dataset']}: adaptive classification")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, metadata={"Software": None})
-    plt.close(fig)
+    _finish(plt, fig, ax, path, "expected representation size", "top-1 (%)",
+            f"{results['dataset']}: adaptive classification")  # fmt: skip
 
 
 def _retrieval_plot(results, data, path):
@@ -120,15 +114,9 @@ def _retrieval_plot(results, data, path):
     if data["funnel"]:
         ax.scatter([p[0] for p in data["funnel"]], [100 * p[1] for p in data["funnel"]],
                    marker="*", s=140, color="tab:red", label="funnel", zorder=5)  # fmt: skip
-    ax.set_xscale("log")
-    ax.set_xlabel("MFLOPs / query (exact-search cost model)")
-    ax.set_ylabel("mAP@10 (%)")
-    ax.set_title(f"{results['dataset']}: adaptive retrieval vs single-shot")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, metadata={"Software": None})
-    plt.close(fig)
+    _finish(plt, fig, ax, path, "MFLOPs / query (exact-search cost model)", "mAP@10 (%)",
+            f"{results['dataset']}: adaptive retrieval vs single-shot", log_base=10,
+            legend_fontsize=8)  # fmt: skip
 
 
 def write_plots(results: dict[str, Any], out: str) -> dict[str, str]:

@@ -29,3 +29,14 @@ def numpy_funnel(q: np.ndarray, z: np.ndarray, rows: np.ndarray, stages) -> np.n
         keep = np.argsort(-s, axis=1)[:, :size]
         rows = np.take_along_axis(rows, keep, axis=1)
     return rows
+
+
+def assert_funnel_matches_numpy(reranker, q, z, rows, stages) -> None:
+    """`reranker.rerank` over all-valid candidates `rows` keeps the rows `numpy_funnel` keeps
+    (as sets) and scores them at the last stage's dim as NumPy does on `z`."""
+    out_rows, scores, _ = reranker.rerank(q, rows, np.ones(rows.shape, bool), stages)
+    expected_rows = numpy_funnel(q, z, rows, stages)
+    np.testing.assert_array_equal(np.sort(out_rows, axis=1), np.sort(expected_rows, axis=1))
+    last = stages[-1][0]
+    expected = np.take_along_axis(normalized_prefix_scores(q, z, last), out_rows, axis=1)
+    np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)

@@ -2,7 +2,11 @@
 
 import numpy as np
 import pytest
-from retrieval_testing import bfloat16_round, normalized_prefix_scores, numpy_funnel
+from retrieval_testing import (
+    assert_funnel_matches_numpy,
+    bfloat16_round,
+    normalized_prefix_scores,
+)
 
 from mrl_keras.serving.retrieval.rerank import PrefixReranker, sort_rows_descending, top_along_rows
 
@@ -36,11 +40,7 @@ def test_funnel_matches_numpy(data):
     z, q, rows = data
     stages = [(16, 50), (32, 20), (64, 5)]
     reranker = PrefixReranker(z, _norms(z, (16, 64)), (16, 64))  # 32 is not stored: accumulated
-    out_rows, scores, _ = reranker.rerank(q, rows, np.ones(rows.shape, bool), stages)
-    expected_rows = numpy_funnel(q, z, rows, stages)
-    np.testing.assert_array_equal(np.sort(out_rows, axis=1), np.sort(expected_rows, axis=1))
-    expected_scores = np.take_along_axis(normalized_prefix_scores(q, z, 64), out_rows, axis=1)
-    np.testing.assert_allclose(scores, expected_scores, rtol=1e-5, atol=1e-6)
+    assert_funnel_matches_numpy(reranker, q, z, rows, stages)
 
 
 def test_float16_store(data):
@@ -58,11 +58,7 @@ def test_bfloat16_store_matches_numpy_on_rounded_vectors(data):
     bits = (zb.view(np.uint32) >> 16).astype(np.uint16)
     stages = [(16, 50), (64, 10)]
     reranker = PrefixReranker(bits, _norms(zb, (16, 64)), (16, 64))
-    out_rows, scores, _ = reranker.rerank(q, rows, np.ones(rows.shape, bool), stages)
-    expected_rows = numpy_funnel(q, zb, rows, stages)
-    np.testing.assert_array_equal(np.sort(out_rows, axis=1), np.sort(expected_rows, axis=1))
-    expected = np.take_along_axis(normalized_prefix_scores(q, zb, 64), out_rows, axis=1)
-    np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
+    assert_funnel_matches_numpy(reranker, q, zb, rows, stages)
 
 
 def test_invalid_candidates_sink(data):
