@@ -1,13 +1,9 @@
-"""The dev model server itself: `mrl model-server` flags and process, and the version
-manager's policies (in-flight requests keep their version, labels, max batch size)."""
+"""serving/model_server/server.py and manager.py: the version manager's policies (in-flight
+requests keep their version, labels, max batch size) and `ModelServer`'s arguments."""
 
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 
@@ -17,94 +13,10 @@ import requests
 from serving_testing import MODEL_NAME, copy_version, sample_inputs
 
 from mrl_keras.serving import InvalidInput, NotFound, TFServingGrpc, TFServingRest
-from mrl_keras.serving.cli.model_server import build_parser, main
 from mrl_keras.serving.model_server.manager import VersionManager
 from mrl_keras.serving.model_server.server import ModelServer
 
 X = sample_inputs(2, seed=31)
-
-
-def test_help_says_production_should_use_tensorflow_serving(capsys):
-    with pytest.raises(SystemExit) as info:
-        main(["--help"])
-    assert info.value.code == 0
-    out = capsys.readouterr().out
-    assert "PRODUCTION SHOULD USE tensorflow/serving" in out
-    for flag in (
-        "--model-base-path",
-        "--model-name",
-        "--port",
-        "--rest-api-port",
-        "--max-batch-size",
-    ):
-        assert flag in out
-
-
-def test_flags_accept_tf_serving_spellings():
-    args = build_parser().parse_args(
-        ["--model_base_path", "/m", "--model_name", "x", "--rest_api_port", "9", "--port", "8"]
-    )
-    assert (args.model_base_path, args.model_name, args.rest_api_port, args.port) == (
-        "/m",
-        "x",
-        9,
-        8,
-    )
-
-
-@pytest.mark.parametrize(
-    "argv, reason",
-    [
-        (["--model-base-path", "/does/not/exist"], "is not a folder"),
-        (["--model-base-path", ".", "--port", "70000"], "expected --port in 0..65535"),
-        (["--model-base-path", ".", "--version-label", "stable"], "LABEL=VERSION"),
-    ],
-)
-def test_bad_flags_exit_non_zero_with_one_line_reason(argv, reason, capsys):
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert reason in err and err.count("\n") == 1
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_mrl_model_server_process_serves_and_stops_on_sigterm(exported_base_path):
-    grpc_port, rest_port = _free_port(), _free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mrl_keras.cli",
-            "model-server",
-            "--model-base-path",
-            exported_base_path,
-            "--model-name",
-            MODEL_NAME,
-            "--port",
-            str(grpc_port),
-            "--rest-api-port",
-            str(rest_port),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        line = process.stdout.readline()  # printed once the model is AVAILABLE
-        assert "serving 'tiny'" in line and f"127.0.0.1:{grpc_port}" in line, line
-        status = requests.get(
-            f"http://127.0.0.1:{rest_port}/v1/models/{MODEL_NAME}", timeout=5
-        ).json()
-        assert status["model_version_status"][0]["state"] == "AVAILABLE"
-        backend = TFServingGrpc(f"127.0.0.1:{grpc_port}", MODEL_NAME)
-        assert backend.embed(X, 8).embeddings.shape == (2, 8)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=20) == 0
 
 
 def test_in_flight_request_keeps_its_version(tmp_path, exported_base_path, exported_v2_dir):
