@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+# Type check of the core package and the public namespaces (files: [tool.mypy] in pyproject.toml).
+.venv/bin/python -m mypy
 # Extra arguments (or MRL_SKIP_BACKENDS=1): the main suite only.
 if [ "$#" -gt 0 ] || [ "${MRL_SKIP_BACKENDS:-0}" = 1 ]; then
   exec .venv/bin/python -m pytest "$@"
