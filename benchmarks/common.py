@@ -152,12 +152,14 @@ def md_table(header: list[str], rows: list[list[Any]]) -> str:
 
 def run_header(run: dict[str, Any], machine_note: str) -> list[str]:
     """The first lines of a run's RESULTS.md section: command, date and wall time, the machine
-    (followed by `machine_note`) and the versions."""
+    (followed by `machine_note`, where `{load}` stands for the load average at the start) and
+    the versions."""
     m = run["machine"]
+    note = machine_note.format(load=m["load_avg_1m_at_start"])
     return [
         f"- Command: `{run['command']}`",
         f"- Date: {run['date']}; wall time {run['wall_s']:.0f} s",
-        f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB RAM{machine_note}",
+        f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB RAM{note}",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(run["versions"].items())),
     ]
 

@@ -272,12 +272,11 @@ def run_backend(label: str, serve_args: list[str], args, index_dir: Path, images
 
 
 def render(run: dict[str, Any]) -> str:
-    m = run["machine"]
     lines = [
         *common.run_header(
             run,
-            f", shared with other work (load average at start {m['load_avg_1m_at_start']}); "
-            "client threads, service and model server share the same cores",
+            ", shared with other work (load average at start {load}); client threads, service "
+            "and model server share the same cores",
         ),
         f"- Workload: {run['workload']}",
         "",

@@ -157,12 +157,11 @@ def measure(name: str, cfg: dict[str, Any], rounds: int, steps: int) -> dict[str
 
 
 def render(run: dict[str, Any]) -> str:
-    m = run["machine"]
     lines = [
         *common.run_header(
             run,
-            f" (shared; load average at start {m['load_avg_1m_at_start']}); `jit_compile=False`, "
-            "SGD with momentum, one fixed random batch",
+            " (shared; load average at start {load}); `jit_compile=False`, SGD with momentum, "
+            "one fixed random batch",
         ),
         "- Method: the three variants are stepped interleaved (rotating order each round); "
         "ratio = median over rounds of (mean head step / mean plain step) in the same round, "

@@ -124,31 +124,23 @@ def write_plots(results: dict[str, Any], out: str) -> dict[str, str]:
     os.makedirs(out, exist_ok=True)
     written: dict[str, str] = {}
 
-    def path(key):
-        return os.path.join(out, F.FIGURES[key][0])
-
-    data = F.top1_series(results)
-    if data:
-        _size_plot(results, data, "top-1 (%)", "head / linear-probe top-1", path("fig2"))
-        written["fig2"] = F.FIGURES["fig2"][0]
-    data = F.series(results, "1nn_top1")
-    if data:
-        _size_plot(results, data, "1-NN top-1 (%)", "1-NN top-1", path("fig3"))
-        written["fig3"] = F.FIGURES["fig3"][0]
-    data = F.interpolation_series(results)
-    if data:
-        _interpolation_plot(results, data, path("fig5"))
-        written["fig5"] = F.FIGURES["fig5"][0]
-    data = F.cascade_points(results)
-    if data["curve"] or data["calibrated"]:
-        _cascade_plot(results, data, path("fig6"))
-        written["fig6"] = F.FIGURES["fig6"][0]
-    data = F.series(results, "mAP@10")
-    if data:
-        _size_plot(results, data, "mAP@10 (%)", "mAP@10", path("fig7"))
-        written["fig7"] = F.FIGURES["fig7"][0]
-    data = F.retrieval_points(results)
-    if data["single_shot"] or data["ar"]:
-        _retrieval_plot(results, data, path("fig8"))
-        written["fig8"] = F.FIGURES["fig8"][0]
+    cascade, retrieval = F.cascade_points(results), F.retrieval_points(results)
+    # figure -> (its data, or None when the run has none; how to draw it)
+    plots = {
+        "fig2": (F.top1_series(results), lambda d, p: _size_plot(
+            results, d, "top-1 (%)", "head / linear-probe top-1", p)),
+        "fig3": (F.series(results, "1nn_top1"), lambda d, p: _size_plot(
+            results, d, "1-NN top-1 (%)", "1-NN top-1", p)),
+        "fig5": (F.interpolation_series(results), lambda d, p: _interpolation_plot(results, d, p)),
+        "fig6": (cascade if cascade["curve"] or cascade["calibrated"] else None,
+                 lambda d, p: _cascade_plot(results, d, p)),
+        "fig7": (F.series(results, "mAP@10"), lambda d, p: _size_plot(
+            results, d, "mAP@10 (%)", "mAP@10", p)),
+        "fig8": (retrieval if retrieval["single_shot"] or retrieval["ar"] else None,
+                 lambda d, p: _retrieval_plot(results, d, p)),
+    }  # fmt: skip
+    for key, (data, draw) in plots.items():
+        if data:
+            draw(data, os.path.join(out, F.FIGURES[key][0]))
+            written[key] = F.FIGURES[key][0]
     return written
