@@ -6,10 +6,10 @@ import json
 import keras
 import numpy as np
 import pytest
-from mrl_keras.training.cross_replica_contrastive_loss import CrossReplicaContrastiveLoss
 from training_helpers import run_python
 
 from mrl_keras import MatryoshkaContrastiveLoss
+from mrl_keras.training.cross_replica_contrastive_loss import CrossReplicaContrastiveLoss
 from tests.testing import run_serialization_test
 
 DIMS = (2, 4, 8)
