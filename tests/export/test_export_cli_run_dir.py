@@ -28,7 +28,6 @@ def test_a_run_folder_exports_its_model(run_dir, tmp_path, capsys):
 
 
 def test_a_folder_without_a_model_is_one_line(run_dir, tmp_path, capsys):
-    parent = run_dir.parent
     empty = tmp_path / "empty"
     empty.mkdir()
     base = tmp_path / "served"
@@ -37,6 +36,10 @@ def test_a_folder_without_a_model_is_one_line(run_dir, tmp_path, capsys):
     assert err[-1].startswith("mrl export: error: --model: the folder")
     assert "has no model.keras" in err[-1] and "weights_store" not in err[-1]
     assert not base.exists()
-    # A folder of runs names the runs' models.
-    assert main(["--model", str(parent), "--base-path", str(base)]) == 1
-    assert f"it holds {run_dir / 'model.keras'}" in capsys.readouterr().err
+    # A folder of runs names the runs' models (a folder of its own: the shared temp folder
+    # holds more runs than the hint lists).
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / run_dir.name).symlink_to(run_dir, target_is_directory=True)
+    assert main(["--model", str(runs), "--base-path", str(base)]) == 1
+    assert f"it holds {runs / run_dir.name / 'model.keras'}" in capsys.readouterr().err
