@@ -1,6 +1,8 @@
 """Text MRL on a keras-hub BertBackbone: the Debian descriptions task, the vocabulary, recall@k,
 and a tiny model that trains a few steps and retrieves far above chance."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -79,6 +81,8 @@ def debian_pairs():
     try:
         return load_debian_descriptions(max_pairs=1300)
     except RuntimeError as e:
+        if os.environ.get("CI"):  # CI's setup must provide them: a skip there would hide it
+            raise
         pytest.skip(f"no Debian descriptions on this machine: {e}")
 
 
