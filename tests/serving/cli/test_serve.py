@@ -1,0 +1,156 @@
+"""`mrl serve` (serving/cli/serve.py): the service as a process, searched and reloaded by SIGHUP."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import requests
+from cli_testing import free_port, json_lines
+from serving_testing import EMBEDDING_DIM, sample_inputs
+
+from mrl_keras.serving import AdaptiveIndex, AdaptiveRetriever
+from mrl_keras.serving.backends.cascade_client import CascadeClassifier
+from mrl_keras.serving.cli.classify import main as classify_main
+from mrl_keras.serving.cli.index_build import main as index_main
+from mrl_keras.serving.cli.search import main as search_main
+from mrl_keras.serving.cli.serve import main as serve_main
+
+
+def test_bad_arguments_exit_nonzero_with_one_line(capsys):
+    assert serve_main(["--index", "/nonexistent"]) == 2
+    err = capsys.readouterr().err
+    assert "a model is needed" in err and "Traceback" not in err
+
+
+def test_help_exits_zero(capsys):
+    assert serve_main(["--help"]) == 0
+    assert "--index" in capsys.readouterr().out
+
+
+def test_mrl_serve_process_search_classify_and_sighup_reload(
+    tiny_index, tiny_files, exported_base_path, local_model, tmp_path, capsys
+):
+    index_dir = tmp_path / "served-index"
+    subprocess.run(["cp", "-r", str(tiny_index), str(index_dir)], check=True)
+    token = tmp_path / "token"
+    token.write_text("t0ken\n")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [
+        sys.executable,
+        "-m",
+        "mrl_keras.cli",
+        "serve",
+        "--model",
+        exported_base_path,
+        "--index",
+        str(index_dir),
+        "--port",
+        str(port),
+        "--auth-token-file",
+        str(token),
+        "--log-level",
+        "warning",
+    ]
+    proc = subprocess.Popen(
+        cmd, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read()
+            try:
+                if requests.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.25)
+        else:
+            pytest.fail("mrl serve did not become ready")
+        headers = {"Authorization": "Bearer t0ken"}
+        assert (
+            requests.post(
+                f"{url}/v1/search", json={"embeddings": [[0.1] * 32]}, timeout=10
+            ).status_code
+            == 401
+        )
+        capsys.readouterr()
+        argv = [
+            "--service",
+            url,
+            "--auth-token-file",
+            str(token),
+            "--inputs",
+            str(tiny_files / "queries.npy"),
+            "--k",
+            "4",
+        ]
+        assert search_main(argv) == 0
+        expected = AdaptiveRetriever(AdaptiveIndex.load(tiny_index), local_model).search(
+            np.load(tiny_files / "queries.npy"), k=4
+        )
+        assert [r["ids"] for r in json_lines(capsys.readouterr().out)] == expected.ids.tolist()
+        assert (
+            classify_main(
+                [
+                    "--service",
+                    url,
+                    "--auth-token-file",
+                    str(token),
+                    "--inputs",
+                    str(tiny_files / "queries.npy"),
+                    "--json",
+                ]
+            )
+            == 0
+        )
+        expected = (
+            CascadeClassifier(local_model)
+            .classify(np.load(tiny_files / "queries.npy"))
+            .predictions()
+        )
+        assert json_lines(capsys.readouterr().out) == expected
+        assert search_main(["--service", url, "--inputs", str(tiny_files / "queries.npy")]) == 1
+        assert "HTTP 401" in capsys.readouterr().err
+
+        before = requests.post(
+            f"{url}/v1/search", json={"embeddings": [[0.1] * 32]}, headers=headers, timeout=10
+        ).json()
+        z = local_model.embed(sample_inputs(100, seed=43), EMBEDDING_DIM).embeddings
+        np.save(tmp_path / "new.npy", z)
+        assert (
+            index_main(
+                [
+                    "build",
+                    "--model",
+                    exported_base_path,
+                    "--embeddings",
+                    str(tmp_path / "new.npy"),
+                    "--out",
+                    str(index_dir),
+                    "--shortlist-dim",
+                    "8",
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
+        proc.send_signal(signal.SIGHUP)
+        deadline, after = time.monotonic() + 30, before
+        while time.monotonic() < deadline and after["index_version"] == before["index_version"]:
+            time.sleep(0.2)
+            after = requests.post(
+                f"{url}/v1/search", json={"embeddings": [[0.1] * 32]}, headers=headers, timeout=10
+            ).json()
+        assert after["index_version"] != before["index_version"]
+        assert after["index_version"] == AdaptiveIndex.load(index_dir).index_version
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
