@@ -53,4 +53,3 @@ def tree_files(tmp_path_factory):
     argv += ["--shortlist-dim", "8", "--scann", "num_leaves=16", "--no-progress"]
     assert index_main(argv) == 0
     return root
-

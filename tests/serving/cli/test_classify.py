@@ -21,7 +21,6 @@ def test_classify_directly(exported_base_path, tiny_files, local_model, capsys):
     assert json_lines(capsys.readouterr().out) == expected
 
 
-
 def test_bad_arguments_exit_nonzero_with_one_line(capsys):
     assert classify_main(["--inputs", "q.npy"]) == 2
     err = capsys.readouterr().err

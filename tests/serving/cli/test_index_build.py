@@ -22,7 +22,6 @@ def test_index_build_from_embeddings(tiny_index):
     assert index.ids[:3].tolist() == [0, 10, 20]
 
 
-
 @pytest.mark.parametrize(
     "argv, code, match",
     [

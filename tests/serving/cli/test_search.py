@@ -48,7 +48,6 @@ def test_search_directly_equals_python(
     assert [r["ids"] for r in json_lines(capsys.readouterr().out)] == expected.ids.tolist()
 
 
-
 @pytest.mark.parametrize(
     "argv, code, match",
     [
