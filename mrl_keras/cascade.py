@@ -9,6 +9,10 @@ accuracy within an expected-dimension budget.
 NumPy only, so calibration runs anywhere (after `mrl train`, inside `mrl export`, in a notebook)
 and `cascade_predict` is the reference the exported `classify_cascade` signature is tested
 against.
+
+Over 400 lines because calibration is one algorithm with its parts side by side: the problem
+(per-prefix scores and correctness), the exact and coordinate-descent threshold searches, the
+paired confidence bound that decides feasibility, and the out-of-fold check of the result.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ For each method (MRL, MRL-E, fixed-feature models, SVD and random features of th
 embedding) and each dimension m: head top-1 (where a head exists at m), linear-probe top-1,
 1-NN top-1 (database = train, queries = test, cosine on re-normalised prefixes), mAP@k and P@k
 with class relevance, and FLOPs per query of exact search (`m * N`).
+
+Over 400 lines because it is one function's preparation (loading runs, embedding, baselines)
+and its optional studies (robustness, few-shot), kept together so every table is computed
+from the same embeddings.
 """
 
 from __future__ import annotations

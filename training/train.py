@@ -1,6 +1,9 @@
 """The fit program: `train(config, strategy=None)` trains an MRL, MRL-E or the fixed-feature
 baselines under any `tf.distribute` strategy, resumes a killed run from its backup, and writes
-the run directory described in docs/INTERFACES.md."""
+the run directory described in docs/INTERFACES.md.
+
+Over 400 lines because the fit program's stages (strategy, data, model, optimiser and warmup,
+resume from backup, the FF loop, the summary) share one run's state."""
 
 from __future__ import annotations
 
