@@ -1,7 +1,7 @@
 """`mrl classify` (serving/cli/classify.py)."""
 
 import numpy as np
-from cli_testing import json_lines
+from cli_testing import assert_fails_with_one_line, assert_help, json_lines
 
 from mrl_keras.serving.backends.cascade_client import CascadeClassifier
 from mrl_keras.serving.cli.classify import main as classify_main
@@ -22,11 +22,8 @@ def test_classify_directly(exported_base_path, tiny_files, local_model, capsys):
 
 
 def test_bad_arguments_exit_nonzero_with_one_line(capsys):
-    assert classify_main(["--inputs", "q.npy"]) == 2
-    err = capsys.readouterr().err
-    assert "a model is needed" in err and "Traceback" not in err
+    assert_fails_with_one_line(classify_main, ["--inputs", "q.npy"], 2, "a model is needed", capsys)
 
 
 def test_help_exits_zero(capsys):
-    assert classify_main(["--help"]) == 0
-    assert "--inputs" in capsys.readouterr().out
+    assert_help(classify_main, ["--help"], "--inputs", capsys)

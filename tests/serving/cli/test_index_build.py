@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from cli_testing import json_lines
+from cli_testing import assert_fails_with_one_line, assert_help, json_lines
 from fashion_mnist_testing import exported_base_path as fm_base_path
 
 from mrl_keras.serving import AdaptiveIndex
@@ -32,15 +32,11 @@ def test_index_build_from_embeddings(tiny_index):
     ],
 )
 def test_bad_arguments_exit_nonzero_with_one_line(argv, code, match, capsys):
-    assert index_main(argv) == code
-    err = capsys.readouterr().err
-    assert match in err
-    assert "Traceback" not in err
+    assert_fails_with_one_line(index_main, argv, code, match, capsys)
 
 
 def test_help_exits_zero(capsys):
-    assert index_main(["build", "--help"]) == 0
-    assert "--shortlist-dim" in capsys.readouterr().out
+    assert_help(index_main, ["build", "--help"], "--shortlist-dim", capsys)
 
 
 def test_fashion_mnist_dataset_build_search_classify(tmp_path, capsys):

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from cli_testing import json_lines
+from cli_testing import assert_fails_with_one_line, assert_help, json_lines
 
 from mrl_keras.serving import AdaptiveIndex, AdaptiveRetriever
 from mrl_keras.serving.cli.search import main as search_main
@@ -56,15 +56,11 @@ def test_search_directly_equals_python(
     ],
 )
 def test_bad_arguments_exit_nonzero_with_one_line(argv, code, match, capsys):
-    assert search_main(argv) == code
-    err = capsys.readouterr().err
-    assert match in err
-    assert "Traceback" not in err
+    assert_fails_with_one_line(search_main, argv, code, match, capsys)
 
 
 def test_help_exits_zero(capsys):
-    assert search_main(["--help"]) == 0
-    assert "--leaves-to-search" in capsys.readouterr().out
+    assert_help(search_main, ["--help"], "--leaves-to-search", capsys)
 
 
 def test_search_leaves_to_search_directly_equals_python(tree_files, capsys):

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 import requests
-from cli_testing import free_port, json_lines
+from cli_testing import assert_fails_with_one_line, assert_help, free_port, json_lines
 from serving_testing import EMBEDDING_DIM, sample_inputs
 
 from mrl_keras.serving import AdaptiveIndex, AdaptiveRetriever
@@ -21,14 +21,13 @@ from mrl_keras.serving.cli.serve import main as serve_main
 
 
 def test_bad_arguments_exit_nonzero_with_one_line(capsys):
-    assert serve_main(["--index", "/nonexistent"]) == 2
-    err = capsys.readouterr().err
-    assert "a model is needed" in err and "Traceback" not in err
+    assert_fails_with_one_line(
+        serve_main, ["--index", "/nonexistent"], 2, "a model is needed", capsys
+    )
 
 
 def test_help_exits_zero(capsys):
-    assert serve_main(["--help"]) == 0
-    assert "--index" in capsys.readouterr().out
+    assert_help(serve_main, ["--help"], "--index", capsys)
 
 
 def test_mrl_serve_process_search_classify_and_sighup_reload(
