@@ -3,7 +3,11 @@ seed and prints mean ± standard deviation (over seeds) of every metric per meth
 MRL - FF gap per dim, and the robustness and few-shot tables when present.
 
     python -m benchmarks.representation_seeds runs/cjk1000/s0/eval runs/cjk1000/s1/eval \
-        runs/cjk1000/s2/eval [--out benchmarks/results/representation_cjk1000.json]
+        runs/cjk1000/s2/eval [--out benchmarks/results/representation_cjk1000.md] \
+        [--plots docs/img --plot-prefix seeds_cjk1000]
+
+`--plots DIR` also draws mean ± standard deviation (error bars over seeds) of 1-NN top-1 per dim:
+one plot for the clean test set, one per corruption and one per few-shot setting.
 
 Quality, not speed. A number from one seed is an anecdote: every cell here is a mean over the
 runs given (the standard deviation uses n - 1).
@@ -121,11 +125,69 @@ def report(paths: list[str]) -> tuple[str, dict[str, Any]]:
     return "\n".join(out) + "\n", summary
 
 
+def _series(cells: dict, metric: str, group: Any) -> dict[str, list[tuple[int, float, float]]]:
+    """{method: [(dim, mean, std), ...]} over the seeds, dims ascending."""
+    out: dict[str, list[tuple[int, float, float]]] = {}
+    for method in _methods(cells):
+        points = []
+        for g, m, d in sorted(cells, key=lambda key: key[2]):
+            values = cells[(g, m, d)].get(metric)
+            if g == group and m == method and values:
+                std = statistics.stdev(values) if len(values) > 1 else 0.0
+                points.append((d, 100 * statistics.mean(values), 100 * std))
+        if points:
+            out[method] = points
+    return out
+
+
+def write_plots(paths: list[str], directory: str, prefix: str) -> list[str]:
+    """Error-bar plots (mean ± std over seeds) of 1-NN top-1 per dim; returns the files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = [_load(p) for p in paths]
+    dataset = results[0]["dataset"]
+    plots = [("clean", _collect(results, "rows", None), None, "1-NN top-1, clean test set")]
+    robust = _collect(results, "robustness", "corruption")
+    for group in dict.fromkeys(g for g, _, _ in robust):
+        if group != "clean":
+            plots.append((f"robustness_{group}", robust, group, f"1-NN top-1, `{group}` queries"))
+    shots = _collect(results, "few_shot", "shots")
+    for group in sorted({g for g, _, _ in shots}):
+        plots.append((f"few_shot_{group}", shots, group, f"{group}-shot 1-NN, novel classes"))
+    os.makedirs(directory, exist_ok=True)
+    files = []
+    for name, cells, group, title in plots:
+        series = _series(cells, "1nn_top1", group)
+        if not series:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+        for method, points in series.items():
+            ax.errorbar([p[0] for p in points], [p[1] for p in points],
+                        yerr=[p[2] for p in points], marker="o", capsize=3, label=method)  # fmt: skip
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("representation size")
+        ax.set_ylabel("1-NN top-1 (%)")
+        ax.set_title(f"{dataset}: {title} ({len(results)} seeds)")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        path = os.path.join(directory, f"{prefix}_{name}.png")
+        fig.savefig(path)
+        plt.close(fig)
+        files.append(path)
+    return files
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.representation_seeds",
                                 description=__doc__.split("\n\n")[0])  # fmt: skip
     p.add_argument("evaluations", nargs="+", help="evaluation folders or evaluation.json files")
     p.add_argument("--out", help="write the markdown here")
+    p.add_argument("--plots", metavar="DIR", help="also write mean ± std plots into DIR")
+    p.add_argument("--plot-prefix", default="seeds", help="file name prefix of the plots")
     args = p.parse_args(argv)
     try:
         text, _ = report(args.evaluations)
@@ -136,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)
+    if args.plots:
+        for path in write_plots(args.evaluations, args.plots, args.plot_prefix):
+            print(f"wrote {path}", file=sys.stderr)
     return 0
 
 

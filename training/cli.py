@@ -140,7 +140,8 @@ def evaluate_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--robustness",
         help="corruptions of the test queries, comma-separated: noise, blur, stroke_thin, "
-        "stroke_thick, occlusion, clean, or 'all'",
+        "stroke_thick, occlusion, clean, or 'all'; a strength after '@' for noise (sigma), "
+        "blur (window) and occlusion (fraction), e.g. noise@0.05,blur@2,occlusion@0.2",
     )
     p.add_argument(
         "--few-shot",
@@ -166,19 +167,15 @@ def evaluate_main(argv: list[str]) -> int:
         )
     robustness: tuple[str, ...] = ()
     if args.robustness:
-        from mrl_keras.training.corruptions import CORRUPTIONS
+        from mrl_keras.training.corruptions import CORRUPTIONS, parse_corruption
 
         names = [c.strip() for c in args.robustness.split(",") if c.strip()]
         robustness = ("clean", *CORRUPTIONS) if names == ["all"] else tuple(names)
-        unknown = sorted(set(robustness) - {"clean", *CORRUPTIONS})
-        if unknown:
-            return _fail(
-                "mrl evaluate",
-                ValueError(
-                    f"Unknown corruptions {unknown} in --robustness. Expected some of "
-                    f"{('clean', *CORRUPTIONS)} or 'all'."
-                ),
-            )
+        try:
+            for name in robustness:
+                parse_corruption(name)
+        except ValueError as e:
+            return _fail("mrl evaluate", ValueError(f"--robustness: {e}"))
     if args.few_shot and (min(args.few_shot) < 1 or args.novel_classes < 1):
         return _fail(
             "mrl evaluate",

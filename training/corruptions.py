@@ -73,21 +73,63 @@ def occlusion(images: np.ndarray, fraction: float = 0.35, seed: int = 0) -> np.n
     return x
 
 
-def corrupt(images: np.ndarray, name: str, seed: int = 0) -> np.ndarray:
-    """Applies the corruption `name` (one of `CORRUPTIONS`, or `"clean"`) with its default
-    strength.
+# The strength parameter each corruption takes after an "@" (e.g. "noise@0.05"), with its range.
+STRENGTHS = {
+    "noise": ("sigma", 0.0, 1.0),
+    "blur": ("window size in pixels", 2, 15),
+    "occlusion": ("fraction of the side", 0.0, 1.0),
+}
+
+
+def parse_corruption(name: str) -> tuple[str, float | None]:
+    """Splits `"noise@0.05"` into `("noise", 0.05)`; a bare name has strength `None` (default).
 
     Raises:
-        ValueError: unknown name or bad images.
+        ValueError: an unknown name, a strength for a corruption that takes none, or a strength
+            out of its range.
     """
+    base, sep, raw = str(name).partition("@")
+    if base not in ("clean", *CORRUPTIONS):
+        raise ValueError(f"Unknown corruption {name!r}. Expected one of {('clean', *CORRUPTIONS)}.")
+    if not sep:
+        return base, None
+    if base not in STRENGTHS:
+        raise ValueError(
+            f"Corruption {base!r} takes no strength. Received: {name!r}; strengths exist for "
+            f"{sorted(STRENGTHS)} (e.g. 'noise@0.05')."
+        )
+    what, lo, hi = STRENGTHS[base]
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    integer = base == "blur"
+    if not (lo < value <= hi if not integer else lo <= value <= hi) or (
+        integer and value != int(value)
+    ):
+        kind = "an integer" if integer else "a number"
+        raise ValueError(
+            f"Expected {kind} {what} in {'[' if integer else '('}{lo}, {hi}] after '{base}@'. "
+            f"Received: {name!r}"
+        )
+    return base, (int(value) if integer else value)
+
+
+def corrupt(images: np.ndarray, name: str, seed: int = 0) -> np.ndarray:
+    """Applies the corruption `name` (one of `CORRUPTIONS`, or `"clean"`) with its default
+    strength, or with the strength after an "@" (`"noise@0.05"`, `"blur@2"`,
+    `"occlusion@0.2"`; see `STRENGTHS`).
+
+    Raises:
+        ValueError: unknown name, bad strength or bad images.
+    """
+    base, strength = parse_corruption(name)
     functions: dict[str, Callable[[np.ndarray], np.ndarray]] = {
         "clean": lambda x: _check(x).copy(),
-        "noise": lambda x: gaussian_noise(x, seed=seed),
-        "blur": lambda x: blur(x),
+        "noise": lambda x: gaussian_noise(x, 0.2 if strength is None else strength, seed=seed),
+        "blur": lambda x: blur(x, 3 if strength is None else int(strength)),
         "stroke_thin": lambda x: stroke_width(x, -1),
         "stroke_thick": lambda x: stroke_width(x, 1),
-        "occlusion": lambda x: occlusion(x, seed=seed),
+        "occlusion": lambda x: occlusion(x, 0.35 if strength is None else strength, seed=seed),
     }
-    if name not in functions:
-        raise ValueError(f"Unknown corruption {name!r}. Expected one of {('clean', *CORRUPTIONS)}.")
-    return functions[name](images)
+    return functions[base](images)

@@ -34,3 +34,18 @@ def test_report_gives_mean_and_spread_over_seeds(tmp_path):
 def test_unreadable_input_is_a_clear_error(tmp_path, capsys):
     assert main([str(tmp_path / "missing")]) == 2
     assert "cannot read the evaluations" in capsys.readouterr().err
+
+
+def test_plots_carry_the_mean_and_the_spread(tmp_path):
+    from benchmarks.representation_seeds import _collect, _load, _series, write_plots
+
+    runs = [_evaluation(tmp_path, f"s{i}", m, f)
+            for i, (m, f) in enumerate([(0.80, 0.78), (0.84, 0.79), (0.83, 0.83)])]  # fmt: skip
+    series = _series(_collect([_load(r) for r in runs], "rows", None), "1nn_top1", None)
+    (dim, mean, sd) = series["MRL"][0]
+    assert dim == 8 and abs(mean - statistics.mean([80, 84, 83])) < 1e-9
+    assert abs(sd - statistics.stdev([80, 84, 83])) < 1e-9
+    files = write_plots(runs, str(tmp_path / "img"), "t")
+    assert [f.rsplit("/", 1)[1] for f in files] == [
+        "t_clean.png", "t_robustness_blur.png", "t_few_shot_5.png"]  # fmt: skip
+    assert all(open(f, "rb").read(4) == b"\x89PNG" for f in files)

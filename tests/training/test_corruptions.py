@@ -54,3 +54,31 @@ def test_bad_input():
         corrupt(_images(), "fog")
     with pytest.raises(ValueError, match="float images of shape"):
         corrupt(np.zeros((3, 3), np.float32), "blur")
+
+
+def test_strength_after_an_at_sign_matches_the_functions():
+    from mrl_keras.training.corruptions import blur, gaussian_noise, parse_corruption
+
+    x = _images()
+    np.testing.assert_array_equal(corrupt(x, "noise@0.05", 3), gaussian_noise(x, 0.05, seed=3))
+    np.testing.assert_array_equal(corrupt(x, "blur@2"), blur(x, 2))
+    np.testing.assert_array_equal(corrupt(x, "occlusion@0.2", 3), occlusion(x, 0.2, seed=3))
+    np.testing.assert_array_equal(corrupt(x, "noise", 3), gaussian_noise(x, 0.2, seed=3))
+    assert parse_corruption("blur@2") == ("blur", 2)
+    assert parse_corruption("stroke_thin") == ("stroke_thin", None)
+
+
+@pytest.mark.parametrize(
+    "name, match",
+    [
+        ("noise@0", r"number sigma in \(0.0, 1.0\] after 'noise@'"),
+        ("noise@x", "Received: 'noise@x'"),
+        ("blur@2.5", "an integer window size"),
+        ("occlusion@1.5", "fraction of the side"),
+        ("stroke_thin@2", "'stroke_thin' takes no strength"),
+        ("fog@1", "Unknown corruption 'fog@1'"),
+    ],
+)
+def test_bad_strengths_name_the_problem(name, match):
+    with pytest.raises(ValueError, match=match):
+        corrupt(_images(), name)

@@ -1,4 +1,4 @@
-"""`mrl_keras.training.few_shot` and `robustness`: rows checked against NumPy 1-NN."""
+"""`mrl_keras.training.few_shot`: rows checked against NumPy 1-NN."""
 
 import numpy as np
 import pytest
@@ -38,32 +38,3 @@ def test_few_shot_rows_match_numpy():
         pred = _numpy_1nn(zq[:, :m], zs[keep, :m], ys[keep])
         assert value == pytest.approx(np.mean(pred == yq)), (method, m, k)
 
-
-def test_robustness_rows_match_numpy():
-    from mrl_keras.training.corruptions import corrupt
-    from mrl_keras.training.robustness import robustness_rows
-
-    rng = np.random.default_rng(1)
-    x_test = rng.random((30, 4, 4, 1)).astype(np.float32)
-    y_test = rng.integers(0, 3, 30)
-    z_train = rng.normal(size=(20, 16))
-    y_train = rng.integers(0, 3, 20)
-    projection = rng.normal(size=(16, 16))
-
-    class Embedder:
-        head_dims = (8, 16)
-
-    def embed(embedder, x, y):
-        z = x.reshape(len(x), -1) @ projection
-        return z, np.stack([(z[:, :8].sum(1) > 0), (z.sum(1) > 0)], axis=1).astype(int)
-
-    rows = robustness_rows({"MRL": (Embedder(), z_train, None)}, x_test, y_test, y_train,
-                           dims=(8, 16), corruptions=("clean", "noise"), embed=embed, seed=4)  # fmt: skip
-    assert len(rows) == 4
-    for r in rows:
-        z, pred = embed(None, corrupt(x_test, r["corruption"], 4), y_test)
-        m = r["dim"]
-        nn = _numpy_1nn(z[:, :m], z_train[:, :m], y_train)
-        assert r["1nn_top1"] == pytest.approx(np.mean(nn == y_test))
-        k = Embedder.head_dims.index(m)
-        assert r["head_top1"] == pytest.approx(np.mean(pred[:, k] == y_test))

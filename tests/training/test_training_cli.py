@@ -37,6 +37,13 @@ def test_evaluate_missing_model(tmp_path, capsys):
     assert evaluate_main(["--model", "x", "--baselines", "pca"]) == 2
 
 
+def test_evaluate_bad_robustness_strength_is_one_line(capsys):
+    assert evaluate_main(["--model", "x", "--robustness", "clean,noise@7"]) == 2
+    err = capsys.readouterr().err
+    assert "--robustness: Expected a number sigma in (0.0, 1.0] after 'noise@'" in err
+    assert "Traceback" not in err
+
+
 def test_help(capsys):
     for main in (train_main, evaluate_main):
         with pytest.raises(SystemExit) as e:
