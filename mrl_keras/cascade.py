@@ -145,7 +145,7 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 def cascade_predict(
     probabilities: Any,
-    thresholds: Sequence[float],
+    thresholds: Sequence[float] | np.ndarray,
     nesting_dims: NestingDims,
 ) -> CascadePrediction:
     """Runs the cascade on precomputed per-prefix probabilities.
@@ -314,6 +314,7 @@ class _Objective:
     def keys(self, accuracy: Any, expected_dim: Any, flips: Any) -> np.ndarray:
         """Lexicographic keys, smaller is better: (infeasible, primary, secondary)."""
         if self.max_expected_dim is None:
+            assert self.target_accuracy is not None  # target mode: set by calibrate_cascade
             infeasible = self.lower_bound(accuracy, flips) < self.target_accuracy - 1e-12
             return np.stack([infeasible, expected_dim, -np.asarray(accuracy)], axis=-1)
         infeasible = np.asarray(expected_dim) > self.max_expected_dim + 1e-9
@@ -389,10 +390,10 @@ def _coordinate_descent(
         for j, sweep in enumerate(sweeps):
             alive = problem.reaching(thresholds, j)
             before = ~alive
-            base_c, base_d, base_f = problem.outcomes_from(thresholds, 0)
-            base_c = float((base_c * before).sum())
-            base_d = float((base_d * before).sum())
-            base_f = float((base_f * before).sum())
+            c0, d0, f0 = problem.outcomes_from(thresholds, 0)
+            base_c = float((c0 * before).sum())
+            base_d = float((d0 * before).sum())
+            base_f = float((f0 * before).sum())
             after_c, after_d, after_f = problem.outcomes_from(thresholds, j + 1)
             correct, dims, flips = sweep.run(alive, after_c, after_d, after_f)
             accuracy = (base_c + correct) / problem.n
@@ -541,7 +542,9 @@ def calibrate_cascade(
     options = (grid, num_quantiles, max_evaluations)
     thresholds, search = _search(problem, target_accuracy, max_expected_dim, confidence, options)
     accuracy, expected_dim, flips = problem.evaluate(thresholds)
-    if max_expected_dim is None and accuracy < target_accuracy - 1e-12:
+    if max_expected_dim is None and target_accuracy is not None and (
+        accuracy < target_accuracy - 1e-12
+    ):
         raise ValueError(
             f"No thresholds reach target_accuracy={target_accuracy:.4f} on this holdout set; "
             f"the best found is {accuracy:.4f} (largest prefix alone: "

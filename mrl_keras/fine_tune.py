@@ -76,9 +76,10 @@ def embedding_model(model: keras.Model, embedding_layer: str | keras.layers.Laye
             )
         embedding = outputs[0]
     else:
+        layer: Any = embedding_layer
         if isinstance(embedding_layer, str):
             try:
-                embedding_layer = model.get_layer(embedding_layer)
+                layer = model.get_layer(embedding_layer)
             except ValueError as e:
                 names = [layer.name for layer in model.layers]
                 raise ValueError(
@@ -91,11 +92,11 @@ def embedding_model(model: keras.Model, embedding_layer: str | keras.layers.Laye
                 f"Received: embedding_layer={embedding_layer!r}"
             )
         try:
-            embedding = embedding_layer.output
+            embedding = layer.output
         except (AttributeError, ValueError) as e:
             raise ValueError(
                 f"Expected `embedding_layer` to be called once in the model. Received: layer "
-                f"{embedding_layer.name!r}, whose output is not unique ({e})"
+                f"{layer.name!r}, whose output is not unique ({e})"
             ) from e
     if len(embedding.shape) != 2:
         raise ValueError(
@@ -295,6 +296,7 @@ def matryoshka_fine_tune(
 
     metrics = None
     if classification:
+        assert num_classes is not None  # classification
         outputs = MatryoshkaHead(num_classes, dims, efficient=efficient, name="matryoshka_head")(z)
         loss = MatryoshkaLoss(nesting_weights=nesting_weights)
         metrics = matryoshka_metrics(dims)
