@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-from mrl_keras.training.backbones import backbone_features
 
 import mrl_keras
+from mrl_keras.training.backbones import backbone_features
 
 MODES = ("mrl", "mrl-e", "ff")
 

@@ -13,8 +13,9 @@ def fashion_small():
 @pytest.fixture(scope="session")
 def mrl_run(tmp_path_factory, fashion_small):
     """One tiny MRL run (d=16, dims 8, 16), shared by the train and evaluate tests."""
-    from mrl_keras.training import TrainConfig, train
     from training_helpers import TINY
+
+    from mrl_keras.training import TrainConfig, train
 
     out = tmp_path_factory.mktemp("runs") / "mrl"
     return train(
@@ -26,8 +27,9 @@ def mrl_run(tmp_path_factory, fashion_small):
 @pytest.fixture(scope="session")
 def ff_run(tmp_path_factory, fashion_small):
     """A tiny ff run: one model per dim of (8, 16)."""
-    from mrl_keras.training import TrainConfig, train
     from training_helpers import TINY
+
+    from mrl_keras.training import TrainConfig, train
 
     out = tmp_path_factory.mktemp("runs") / "ff"
     return train(

@@ -3,6 +3,7 @@ import os
 
 import numpy as np
 import pytest
+
 from mrl_keras.training import cjk
 
 SMALL = dict(num_classes=24, image_size=16, train_per_class=3, test_per_class=2, fonts="small")

@@ -3,6 +3,7 @@ import json
 import keras
 import numpy as np
 import pytest
+
 from mrl_keras.training import evaluate
 from mrl_keras.training import metrics as M
 from mrl_keras.training.data import to_numpy

@@ -1,4 +1,5 @@
 import pytest
+
 from mrl_keras.training.cli import evaluate_main, train_main
 
 

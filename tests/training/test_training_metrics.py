@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from mrl_keras.training import metrics as M
 
 

@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+
 from mrl_keras.training.backbones import check_input_shape
 from mrl_keras.training.models import build_model, set_trainable_layers
 

@@ -3,8 +3,9 @@ import socket
 
 import pytest
 import tensorflow as tf
-from mrl_keras.training.strategy import STRATEGIES, mixed_precision_policy, select_strategy
 from training_helpers import REPO, mrl_command, run_python, subprocess_env
+
+from mrl_keras.training.strategy import STRATEGIES, mixed_precision_policy, select_strategy
 
 
 def test_auto_without_cluster_or_accelerators_is_the_default_strategy(monkeypatch):
