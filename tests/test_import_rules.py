@@ -4,7 +4,8 @@ An AST walk over every module's `import` statements, function-level ones include
 modules of `mrl_keras` import none of training, export, serving or demo; training imports
 neither export nor serving; export imports neither serving nor training; serving never imports
 training, and of export only the metadata format (`mrl_keras.export.metadata`, standard library
-only); nothing outside demo imports demo, and nothing outside benchmarks imports benchmarks.
+only); the Beam pipelines import serving and export's metadata format, and nothing imports
+them; nothing outside demo imports demo, and nothing outside benchmarks imports benchmarks.
 """
 
 from __future__ import annotations
@@ -23,15 +24,17 @@ PACKAGES = {
     "export": "mrl_keras.export",
     "serving": "mrl_keras.serving",
     "demo": "mrl_keras.demo",
+    "pipelines": "mrl_keras.pipelines",
     "benchmarks": "benchmarks",
 }
 
 # folder -> packages its modules must not import
 FORBIDDEN = {
-    "mrl_keras": {"training", "export", "serving", "demo", "benchmarks"},
-    "training": {"export", "serving", "demo", "benchmarks"},
-    "export": {"training", "serving", "demo", "benchmarks"},
-    "serving": {"training", "demo", "benchmarks"},
+    "mrl_keras": {"training", "export", "serving", "demo", "pipelines", "benchmarks"},
+    "training": {"export", "serving", "demo", "pipelines", "benchmarks"},
+    "export": {"training", "serving", "demo", "pipelines", "benchmarks"},
+    "serving": {"training", "demo", "pipelines", "benchmarks"},
+    "pipelines": {"training", "demo", "benchmarks"},
     "demo": {"benchmarks"},
     "benchmarks": {"demo"},
 }
@@ -80,9 +83,10 @@ def test_imports_point_one_way(folder):
     assert not bad, "imports against the package rules:\n" + "\n".join(bad)
 
 
-def test_serving_reads_only_the_metadata_format_of_export():
+@pytest.mark.parametrize("folder", ["serving", "pipelines"])
+def test_serving_reads_only_the_metadata_format_of_export(folder):
     bad = []
-    for path in modules_of("serving"):
+    for path in modules_of(folder):
         for lineno, module in imported_modules(path):
             if package_of(module) != "export":
                 continue
@@ -90,7 +94,7 @@ def test_serving_reads_only_the_metadata_format_of_export():
                 module.startswith("mrl_keras.export.metadata.")
             ):
                 bad.append(f"{path.relative_to(ROOT)}:{lineno} imports {module}")
-    assert not bad, "serving may import only mrl_keras.export.metadata:\n" + "\n".join(bad)
+    assert not bad, f"{folder} may import only mrl_keras.export.metadata:\n" + "\n".join(bad)
 
 
 def test_metadata_format_is_standard_library_only():
