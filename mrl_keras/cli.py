@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import sys
 
+from mrl_keras import cli_logging
 from mrl_keras.version import __version__
 
 # name -> (module, function, one-line summary)
@@ -19,7 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "evaluate": ("mrl_keras.training.cli", "evaluate_main", "Evaluate every prefix of a trained model (head, linear probe, 1-NN, mAP@k) and baselines."),
     "export": ("mrl_keras.export.cli", "main", "Export a trained model as a versioned SavedModel for TF Serving."),
     "embed": ("mrl_keras.pipelines.cli", "main", "Embed a corpus into embedding shards with Apache Beam (DirectRunner here; Dataflow, Flink, Spark)."),
-    "index": ("mrl_keras.serving.cli.index_build", "main", "Build an adaptive retrieval index (`mrl index build`)."),
+    "index": ("mrl_keras.serving.cli.index_build", "main", "Build (`mrl index build`) or auto-tune (`mrl index tune`) an adaptive retrieval index."),
     "serve": ("mrl_keras.serving.cli.serve", "main", "Run the HTTP search/classify service."),
     "search": ("mrl_keras.serving.cli.search", "main", "Run one-off searches against a service or an index."),
     "classify": ("mrl_keras.serving.cli.classify", "main", "Classify inputs with the cascade classifier."),
@@ -31,7 +32,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
 def _usage() -> str:
     width = max(len(name) for name in SUBCOMMANDS)
     lines = [
-        "usage: mrl [--help] [--version] <command> [<args>]",
+        "usage: mrl [--help] [--version] [--verbose] <command> [<args>]",
         "",
         "Matryoshka Representation Learning for Keras 3 / TensorFlow.",
         "",
@@ -39,12 +40,19 @@ def _usage() -> str:
     ]
     for name, (_, _, summary) in SUBCOMMANDS.items():
         lines.append(f"  {name.ljust(width)}  {summary}")
-    lines += ["", "Run `mrl <command> --help` for the flags of one command."]
+    lines += [
+        "",
+        "--verbose (before the command) keeps TensorFlow's, ScaNN's and absl's INFO logs.",
+        "Run `mrl <command> --help` for the flags of one command.",
+    ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = False
+    while argv and argv[0] in ("-v", "--verbose"):
+        verbose, argv = True, argv[1:]
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0 if argv else 2
@@ -60,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     module_name, function_name, _ = SUBCOMMANDS[name]
+    cli_logging.configure(verbose)
     try:
         module = importlib.import_module(module_name)
         entry = getattr(module, function_name)

@@ -16,7 +16,7 @@ from mrl_keras.serving.cli.common import (
 
 def _index_parser() -> Parser:
     parser = Parser(prog="mrl index", description="Build an adaptive retrieval index.")
-    sub = parser.add_subparsers(dest="action", metavar="build")
+    sub = parser.add_subparsers(dest="action", metavar="build | tune")
     build = sub.add_parser(
         "build",
         help="embed a corpus and write an index directory",
@@ -38,7 +38,7 @@ def _index_parser() -> Parser:
     )
     build.add_argument("--rerank-dim", type=int, help="D_r (default: d)")
     build.add_argument(
-        "--store-dtype", choices=("float32", "float16", "bfloat16"), default="float32"
+        "--store-dtype", choices=("float32", "float16", "bfloat16", "int8"), default="float32"
     )
     build.add_argument("--batch-size", type=int, default=256, help="embedding batch size")
     build.add_argument(
@@ -119,5 +119,9 @@ def _index_build(argv: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    """`mrl index build ...`."""
+    """`mrl index build ...` (and `mrl index tune ...`, in `index_tune.py`)."""
+    if argv and argv[0] == "tune":
+        from mrl_keras.serving.cli import index_tune
+
+        return index_tune.main(argv[1:])
     return run_command("index", _index_build, argv)

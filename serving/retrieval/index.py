@@ -400,6 +400,14 @@ class AdaptiveIndex:
             out[~valid] = -1 if out.dtype.kind == "i" else ""
         return out
 
+    def tune(self, queries: Any = None, **kwargs: Any):
+        """The cheapest search config meeting a recall target: `tune.tune_index(self, ...)`
+        (see there for the arguments); `tune.TuneResult.search_defaults()` and
+        `tuned_index.publish_tuned` write it into a new index version."""
+        from mrl_keras.serving.retrieval.tune import tune_index
+
+        return tune_index(self, queries, **kwargs)
+
     def __repr__(self) -> str:
         return (
             f"AdaptiveIndex(path={str(self.path)!r}, count={self.count}, d={self.embedding_dim}, "

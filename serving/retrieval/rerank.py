@@ -41,6 +41,8 @@ class PrefixReranker:
             upper 16 bits of each float32), typically memory-mapped.
         prefix_norms: `(count, len(norm_dims))` float32 `||z[:m]||`, or None.
         norm_dims: the `m` of each column of `prefix_norms`.
+        scales: `(D_r,)` float32 per-dimension scales of an int8 store (`store_int8.py`): the
+            dot product is `<q * scales, codes>`. None for the other store dtypes.
 
     Call `rerank(queries, rows, valid, stages)` with raw query embeddings `(n, >= max dim)`,
     candidate rows `(n, K)` (int64), a validity mask `(n, K)` and stages `[(dim, size), ...]`
@@ -54,8 +56,17 @@ class PrefixReranker:
         store: np.ndarray,
         prefix_norms: np.ndarray | None = None,
         norm_dims: Sequence[int] = (),
+        scales: np.ndarray | None = None,
     ):
         self.store = np.asarray(store)  # a plain ndarray view (of the memory map when mapped)
+        if self.store.dtype == np.int8 and (
+            scales is None or np.shape(scales) != (self.store.shape[1],)
+        ):
+            raise ValueError(
+                f"Expected scales of shape ({self.store.shape[1]},) with an int8 store. "
+                f"Received: {None if scales is None else np.shape(scales)}"
+            )
+        self.scales = None if scales is None else np.asarray(scales, dtype=np.float32)
         self.prefix_norms = prefix_norms
         self.norm_column = (
             {int(m): i for i, m in enumerate(norm_dims)} if prefix_norms is not None else {}
@@ -90,8 +101,12 @@ class PrefixReranker:
                 gathered = gathered.astype(np.float32)
             gathered = gathered.reshape(e - b, k, width)
             q = np.ascontiguousarray(queries[b:e, start:stop], dtype=np.float32)
+            if self.scales is not None:  # int8 codes: <q, c * s> = <q * s, c>
+                q = q * self.scales[start:stop]
             dots[b:e] = np.matmul(gathered, q[:, :, None])[:, :, 0]
             if want_sumsq:
+                if self.scales is not None:
+                    gathered = gathered * self.scales[start:stop]
                 sumsq[b:e] = np.einsum("nkd,nkd->nk", gathered, gathered)
         return dots, sumsq
 

@@ -11,6 +11,7 @@ from mrl_keras.retrieval_metrics import l2_normalize
 from mrl_keras.serving.retrieval.funnel import as_int, parse_funnel
 from mrl_keras.serving.retrieval.index import AdaptiveIndex, check_model_version
 from mrl_keras.serving.retrieval.rerank import PrefixReranker, sort_rows_descending, top_along_rows
+from mrl_keras.serving.retrieval.store_int8 import load_scales
 
 DEFAULT_SHORTLIST_SIZE = 200
 
@@ -118,7 +119,12 @@ class AdaptiveRetriever:
             raise ValueError(
                 f"Expected default_shortlist_size >= 1. Received: {default_shortlist_size}"
             )
-        self.reranker = PrefixReranker(index.store, index.prefix_norms, index.prefix_norm_dims)
+        self.reranker = PrefixReranker(
+            index.store,
+            index.prefix_norms,
+            index.prefix_norm_dims,
+            scales=load_scales(index.path, index.store_dtype, index.rerank_dim),
+        )
         if backend is not None:
             info = backend.info()
             if info.embedding_dim < index.rerank_dim:
@@ -139,8 +145,31 @@ class AdaptiveRetriever:
         funnel: Any = None,
         leaves_to_search: int | None = None,
     ) -> SearchPlan:
-        """Validates search arguments against the index; raises ValueError/TypeError naming the problem."""
+        """Validates search arguments against the index; raises ValueError/TypeError naming the problem.
+
+        Arguments left None take the index's tuned defaults (`manifest["search_defaults"]`,
+        written by `mrl index tune`) where it has them: `shortlist_size` (at least `k`),
+        `leaves_to_search`, and `rerank_dim` or `funnel` when neither is given (a tuned funnel
+        whose last stage keeps fewer than `k` becomes a rerank at its last dim).
+        """
         index = self.index
+        tuned = index.manifest.get("search_defaults") or {}
+        if tuned:
+            kk = k if isinstance(k, (int, np.integer)) and not isinstance(k, bool) else 0
+            if leaves_to_search is None:
+                leaves_to_search = tuned.get("leaves_to_search")
+            if shortlist_size is None and tuned.get("shortlist_size") is not None:
+                shortlist_size = min(index.count, max(int(tuned["shortlist_size"]), int(kk)))
+            if funnel is None and rerank_dim is None:
+                if tuned.get("funnel"):
+                    stages = [tuple(st) for st in tuned["funnel"]]
+                    fits = shortlist_size is None or stages[0][1] <= shortlist_size
+                    if stages[-1][1] >= kk and fits:
+                        funnel = stages
+                    else:
+                        rerank_dim = stages[-1][0]
+                elif tuned.get("rerank_dim") is not None:
+                    rerank_dim = int(tuned["rerank_dim"])
         leaves = _check_leaves_to_search(
             leaves_to_search, int(index.scann_options.get("num_leaves", 1))
         )

@@ -1,4 +1,4 @@
-"""Rerank store dtypes and the bfloat16 codec.
+"""Rerank store dtypes and the bfloat16 codec (the int8 codec is `store_int8.py`).
 
 NumPy has no bfloat16: the store keeps its bit patterns as uint16, the upper 16 bits of the
 float32 rounded to nearest even; widening back is a shift (exact).
@@ -19,9 +19,15 @@ __all__ = [
     "to_bfloat16_bits",
 ]
 
-STORE_DTYPES = ("float32", "float16", "bfloat16")
-# On-disk NumPy dtype of each store dtype (NumPy has no bfloat16: its bits are kept as uint16).
-STORE_NUMPY_DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "uint16"}
+STORE_DTYPES = ("float32", "float16", "bfloat16", "int8")
+# On-disk NumPy dtype of each store dtype (NumPy has no bfloat16: its bits are kept as uint16;
+# int8 codes come with per-dimension scales, see store_int8.py).
+STORE_NUMPY_DTYPES = {
+    "float32": "float32",
+    "float16": "float16",
+    "bfloat16": "uint16",
+    "int8": "int8",
+}
 
 
 def to_bfloat16_bits(x: np.ndarray) -> np.ndarray:

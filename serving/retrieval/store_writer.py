@@ -18,6 +18,7 @@ from mrl_keras.serving.retrieval.store_codecs import (
     STORE_NUMPY_DTYPES,
     round_to_bfloat16,
 )
+from mrl_keras.serving.retrieval.store_int8 import SCALES_NAME, encode_int8, int8_scales
 
 __all__ = ["BLOCK_BYTES", "CHUNK_ROWS", "npy_header", "shortlist_prefixes", "write_store"]
 
@@ -80,7 +81,9 @@ def write_store(
 
     The file is written with plain writes (the header, then each block's bytes in order) and
     hashed as it is written, which gives the digest `sha256_file(path)` would without reading it
-    back. Norms are those of the stored values (rounded for bfloat16 and float16).
+    back. Norms are those of the stored values (rounded for bfloat16 and float16, decoded
+    `codes * scales` for int8, whose scales take a first pass and go to `rerank_scales.npy`
+    beside the store).
 
     Returns:
         `(sha256 hex digest of the file, (count, len(norm_dims)) float32 prefix norms)`.
@@ -89,6 +92,10 @@ def write_store(
         ValueError: non-finite embeddings.
     """
     count = int(embeddings.shape[0])
+    scales = None
+    if store_dtype == "int8":
+        scales = int8_scales(embeddings, rerank_dim)
+        np.save(path.parent / SCALES_NAME, scales)
     store_np_dtype = np.dtype(STORE_NUMPY_DTYPES[store_dtype])
     header = npy_header(store_np_dtype, (count, rerank_dim))
     digest = hashlib.sha256(header)
@@ -130,6 +137,10 @@ def write_store(
                 if store_dtype == "bfloat16":
                     widened = round_to_bfloat16(x, scratch[:n])
                     np.copyto(stored, scratch[:n].view(np.uint16)[:, HIGH_HALF::2])
+                elif store_dtype == "int8":
+                    encode_int8(x, scales, out=stored)
+                    widened = scratch[:n].view(np.float32)
+                    np.multiply(stored, scales, out=widened)
                 elif store_dtype == "float16":
                     np.copyto(stored, x, casting="same_kind")
                     widened = scratch[:n].view(np.float32)

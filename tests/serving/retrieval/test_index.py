@@ -171,7 +171,7 @@ def test_model_version_mismatch_names_both(built):
         ({"shortlist_dim": 8, "rerank_dim": 4}, ValueError, "shortlist_dim <= rerank_dim"),
         ({"shortlist_dim": 8, "rerank_dim": 64}, ValueError, "rerank_dim <= d"),
         ({"shortlist_dim": 8.0}, TypeError, "int shortlist_dim"),
-        ({"shortlist_dim": 8, "store_dtype": "int8"}, ValueError, "store_dtype"),
+        ({"shortlist_dim": 8, "store_dtype": "int4"}, ValueError, "store_dtype"),
         ({"shortlist_dim": 8, "scann_options": {"leaves": 3}}, ValueError, "Unknown ScaNN option"),
         ({"shortlist_dim": 8, "scann_options": {"num_leaves": 0}}, ValueError, "positive int"),
         (

@@ -28,5 +28,6 @@ def test_in_place_rounding_matches_the_codec():
 
 
 def test_store_dtypes_on_disk():
-    assert STORE_DTYPES == ("float32", "float16", "bfloat16")
+    assert STORE_DTYPES == ("float32", "float16", "bfloat16", "int8")
+    assert STORE_NUMPY_DTYPES["int8"] == "int8"
     assert STORE_NUMPY_DTYPES["bfloat16"] == "uint16"
