@@ -9,6 +9,7 @@ flags before anything heavy is imported.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -53,24 +54,33 @@ def test_import_is_light(statement, allowed):
     assert loaded_after(statement) <= allowed
 
 
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["--help"],
-        ["train", "--help"],
-        ["evaluate", "--help"],
-        ["export", "--help"],
-        ["index", "build", "--help"],
-        ["serve", "--help"],
-        ["search", "--help"],
-        ["classify", "--help"],
-        ["model-server", "--help"],
-        ["demo", "--help"],
-    ],
-)
-def test_command_help_is_light(argv):
-    statement = f"from mrl_keras.cli import main; main({argv!r})"
-    assert loaded_after(statement) == set()
+def _help_argvs() -> list[list[str]]:
+    from mrl_keras.cli import SUBCOMMANDS
+
+    argvs = [["--help"], ["--verbose", "--help"]]
+    for name in SUBCOMMANDS:
+        argvs.append([name, "--help"])
+        if name == "index":
+            argvs += [["index", "build", "--help"], ["index", "tune", "--help"]]
+    return argvs
+
+
+@pytest.mark.parametrize("argv", _help_argvs(), ids=" ".join)
+def test_command_help_is_light_and_silent(argv):
+    """Every `--help` loads nothing heavy, exits 0 and prints nothing to stderr, with the
+    user's environment free of TF_CPP_MIN_LOG_LEVEL (the suite's conftest sets it)."""
+    statement = f"from mrl_keras.cli import main; sys.exit(main({argv!r}))"
+    code = _PROBE.format(statement=statement, heavy=HEAVY).replace(
+        "except SystemExit:\n    pass", "except SystemExit as e:\n    assert not e.code, e.code"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert set(json.loads(done.stdout.strip().splitlines()[-1])) == set()
+    assert "usage:" in done.stdout
+    assert done.stderr == ""
 
 
 def test_keras_objects_register_on_demand():

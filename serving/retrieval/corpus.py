@@ -127,9 +127,9 @@ def embed_in_batches(
     out = np.empty((len(inputs), dim), np.float32)
     starts = range(0, len(inputs), batch_size)
     if progress:
-        from tqdm import tqdm
+        from mrl_keras.progress_bar import progress
 
-        starts = tqdm(starts, desc="embedding", unit="batch", file=sys.stderr)
+        starts = progress(starts, desc="embedding", unit="batch", stream=sys.stderr)
     for start in starts:
         out[start : start + batch_size] = backend.embed(
             inputs[start : start + batch_size], dim

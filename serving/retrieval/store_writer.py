@@ -112,9 +112,9 @@ def write_store(
     buffers = [np.empty((rows, rerank_dim), dtype=store_np_dtype) for _ in range(2)]
     starts = range(0, count, CHUNK_ROWS)
     if progress:
-        from tqdm import tqdm
+        from mrl_keras.progress_bar import progress
 
-        starts = tqdm(starts, desc="index: store", unit="chunk", leave=False)
+        starts = progress(starts, desc="index: store", unit="chunk", leave=False)
     with open(path, "wb") as f, ThreadPoolExecutor(1) as writer:
         f.write(header)
         pending = None
