@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from mrl_keras.serving.backends.errors import BackendError
 from mrl_keras.serving.retrieval.index import IndexIntegrityError, ModelVersionMismatchError
 from mrl_keras.serving.service import schema
+from mrl_keras.serving.service.embed_route import register_embed_route
 from mrl_keras.serving.service.search_service import HTTPError, SearchService
 
 __all__ = ["create_app"]
@@ -171,6 +172,8 @@ def create_app(service: SearchService) -> FastAPI:
     async def classify(request: Request):
         """Cascade classification of a batch of model inputs."""
         return await _handle(request, service.run_classify, schema.CLASSIFY_FIELDS)
+
+    register_embed_route(app, _handle, service, error_responses)  # POST /v1/embed
 
     @app.get("/healthz")
     async def healthz():
