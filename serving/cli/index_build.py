@@ -29,6 +29,13 @@ def _index_parser() -> Parser:
     source.add_argument("--dataset", help="dataset name (fashion_mnist/mnist offline, else TFDS)")
     source.add_argument("--images", help="folder of images (ids = relative paths)")
     source.add_argument("--embeddings", help=".npy or .npz of full embeddings (npz may hold ids)")
+    source.add_argument(
+        "--embeddings-manifest", help="embeddings directory written by `mrl embed` (its manifest.json)"
+    )
+    build.add_argument(
+        "--shards", type=int, help="with --embeddings-manifest: a sharded index of S shards, built in parallel"
+    )
+    build.add_argument("--processes", type=int, help="index shards built at a time (default: --shards)")
     build.add_argument("--split", default="test", help="dataset split (default: test)")
     build.add_argument("--data-dir", help="where the dataset's files are")
     build.add_argument("--limit", type=int, help="index only the first N items")
@@ -61,6 +68,10 @@ def _index_build(argv: list[str]) -> int:
     if args.action != "build":
         parser.print_usage(sys.stderr)
         raise CommandError("expected `mrl index build ...`")
+    if args.embeddings_manifest:  # serving/cli/index_shards.py
+        from mrl_keras.serving.cli.index_shards import build_from_embeddings_manifest
+
+        return build_from_embeddings_manifest(args)
     if args.limit is not None and args.limit < 1:
         raise CommandError(f"--limit must be >= 1, got {args.limit}")
     progress = not args.no_progress
