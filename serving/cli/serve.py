@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import sys
 import threading
 
@@ -87,21 +88,51 @@ def _serve(argv: list[str]) -> int:
 
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, on_sighup)
+    try:
+        sock = _bind(args.host, args.port)
+    except CommandError:
+        service.close()
+        backend.close()
+        raise
+    port = sock.getsockname()[1]
     print(
         f"mrl serve: index {service.index.index_version} ({service.index.count} items) on "
-        f"http://{args.host}:{args.port}",
+        f"http://{args.host}:{port}",
         file=sys.stderr,
         flush=True,
     )
     server = uvicorn.Server(
-        uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)
+        uvicorn.Config(app, host=args.host, port=port, log_level=args.log_level)
     )
     try:
-        server.run()
+        server.run(sockets=[sock])
     finally:
+        sock.close()
         service.close()
         backend.close()
     return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before `mrl serve` says it is up: a port in use is a
+    one-line error and exit status 1, not a log line after the announcement."""
+    if not 0 <= port <= 65535:
+        raise CommandError(f"--port must be in 0..65535. Received: {port}")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        raise CommandError(
+            f"cannot listen on {host}:{port}: {e.strerror or e} (another server on that "
+            "port? choose another with --port)",
+            code=1,
+        ) from e
+    sock.set_inheritable(True)
+    return sock
 
 
 def main(argv: list[str]) -> int:

@@ -111,24 +111,42 @@ class ModelServer:
         from mrl_keras.serving.model_server.rest_api import make_rest_server
 
         options = {"max_batch_size": self.max_batch_size, "latency_s": self.latency_s}
+        # REST first: a socketserver gives its port back at once if gRPC then cannot bind
+        if self.rest_api_port is not None:
+            try:
+                self._rest_server = make_rest_server(
+                    self.host, self.rest_api_port, self.manager, **options
+                )
+            except OSError as e:
+                raise OSError(
+                    f"Cannot bind REST to {self.host}:{self.rest_api_port}: "
+                    f"{e.strerror or e}. Choose another with --rest-api-port."
+                ) from e
+            self.rest_port = self._rest_server.server_address[1]
         if self.port is not None:
             self._grpc_server = grpc.server(
                 futures.ThreadPoolExecutor(max_workers=self.grpc_workers),
                 options=[
                     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                    ("grpc.so_reuseport", 1),
+                    # 0: a port another server holds is an error, not silently shared
+                    ("grpc.so_reuseport", 0),
                 ],
             )
             add_servicers(self._grpc_server, self.manager, **options)
-            self.grpc_port = self._grpc_server.add_insecure_port(f"{self.host}:{self.port}")
+            try:
+                self.grpc_port = self._grpc_server.add_insecure_port(f"{self.host}:{self.port}")
+            except RuntimeError:  # grpcio >= 1.52 raises where older ones returned 0
+                self.grpc_port = 0
             if not self.grpc_port:
-                raise OSError(f"Cannot bind gRPC to {self.host}:{self.port}")
-        if self.rest_api_port is not None:
-            self._rest_server = make_rest_server(
-                self.host, self.rest_api_port, self.manager, **options
-            )
-            self.rest_port = self._rest_server.server_address[1]
+                self._grpc_server = None
+                if self._rest_server is not None:
+                    self._rest_server.server_close()
+                    self._rest_server = None
+                raise OSError(
+                    f"Cannot bind gRPC to {self.host}:{self.port}: the port is in use (or the "
+                    "address is not local). Choose another with --port."
+                )
         self.manager.start()
         if self._grpc_server is not None:
             self._grpc_server.start()

@@ -98,3 +98,23 @@ def test_mrl_model_server_process_serves_and_stops_on_sigterm(exported_base_path
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
+
+
+@pytest.mark.parametrize("taken", ["--port", "--rest-api-port"])
+def test_a_port_in_use_fails_before_the_server_says_it_is_up(taken, exported_base_path, capsys):
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen(1)
+        ports = {"--port": _free_port(), "--rest-api-port": _free_port()}
+        ports[taken] = held.getsockname()[1]
+        argv = ["--model-base-path", exported_base_path, "--model-name", MODEL_NAME]
+        for flag, port in ports.items():
+            argv += [flag, str(port)]
+        capsys.readouterr()
+        assert main(argv) == 1
+        captured = capsys.readouterr()
+        assert f"127.0.0.1:{ports[taken]}" in captured.err and taken in captured.err
+        assert "serving" not in captured.out
+        if taken == "--port":  # the REST port bound first is given back
+            with socket.socket() as again:
+                again.bind(("127.0.0.1", ports["--rest-api-port"]))

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -153,3 +154,21 @@ def test_mrl_serve_process_search_classify_and_sighup_reload(
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def test_a_port_in_use_fails_before_the_service_says_it_is_up(
+    tiny_index, exported_base_path, capsys
+):
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen(1)
+        port = held.getsockname()[1]
+        capsys.readouterr()
+        code = serve_main(
+            ["--model", exported_base_path, "--index", str(tiny_index), "--port", str(port)]
+        )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"mrl serve: cannot listen on 127.0.0.1:{port}" in err and "--port" in err
+    assert "items) on http" not in err  # the announcement never came
+    assert "Traceback" not in err and err.count("\n") == 1
