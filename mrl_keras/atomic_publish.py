@@ -24,8 +24,10 @@ __all__ = [
     "make_temp_dir",
     "process_alive",
     "publish_directory",
+    "publish_new_directory",
 ]
 
+_RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
@@ -73,20 +75,46 @@ def fsync_tree(root: str | os.PathLike) -> None:
         _fsync_dir(dirpath)
 
 
-def exchange(a: str | os.PathLike, b: str | os.PathLike) -> bool:
-    """Atomically swaps two paths with renameat2(RENAME_EXCHANGE); False when unsupported."""
+def _renameat2(a: str | os.PathLike, b: str | os.PathLike, flags: int) -> bool:
+    """renameat2(a, b, flags); False when the kernel or libc lacks it (or the flag)."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         renameat2 = libc.renameat2
     except (OSError, AttributeError):
         return False
-    result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), flags)
     if result == 0:
         return True
     err = ctypes.get_errno()
     if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
         return False
+    if err == errno.EEXIST:
+        raise FileExistsError(err, os.strerror(err), os.fspath(b))
     raise OSError(err, os.strerror(err), os.fspath(b))
+
+
+def exchange(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Atomically swaps two paths with renameat2(RENAME_EXCHANGE); False when unsupported."""
+    return _renameat2(a, b, _RENAME_EXCHANGE)
+
+
+def publish_new_directory(tmp_dir: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Moves the complete directory `tmp_dir` to a `target` that must not exist yet.
+
+    Never replaces anything (an immutable version folder stays as published):
+    `renameat2(RENAME_NOREPLACE)` where the kernel has it, else a plain rename after an
+    existence check (a rename onto an existing non-empty directory fails on POSIX anyway).
+    The parent directory is flushed afterwards.
+
+    Raises:
+        FileExistsError: `target` exists (`tmp_dir` is left in place for the caller).
+    """
+    tmp_dir, target = os.fspath(tmp_dir), os.fspath(target)
+    if not _renameat2(tmp_dir, target, _RENAME_NOREPLACE):
+        if os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, "already published", target)
+        os.rename(tmp_dir, target)
+    _fsync_dir(os.path.dirname(os.path.abspath(target)))
 
 
 def publish_directory(tmp_dir: str | os.PathLike, target: str | os.PathLike) -> None:

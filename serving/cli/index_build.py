@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from mrl_keras.cli_parser import CommandError, Parser
 from mrl_keras.serving.cli.common import (
@@ -24,7 +25,24 @@ def _index_parser() -> Parser:
         "directory: ScaNN over z[:D_s], rerank store z[:D_r], manifest with checksums.",
     )
     add_backend_flags(build)
-    build.add_argument("--out", required=True, help="index directory (replaced atomically)")
+    build.add_argument(
+        "--out",
+        required=True,
+        help="index base path: the build is published as OUT/<next integer version>/ "
+        "(immutable, read-only). OUT/N publishes exactly version N. An existing un-versioned "
+        "index folder is replaced atomically, as is OUT with --unversioned",
+    )
+    build.add_argument(
+        "--keep",
+        type=int,
+        help="after publishing, remove versions older than the newest N that no process has "
+        "loaded (default: keep all)",
+    )
+    build.add_argument(
+        "--unversioned",
+        action="store_true",
+        help="write OUT itself (the legacy layout, replaced atomically) instead of a version",
+    )
     source = build.add_mutually_exclusive_group(required=True)
     source.add_argument("--dataset", help="dataset name (fashion_mnist/mnist offline, else TFDS)")
     source.add_argument("--images", help="folder of images (ids = relative paths)")
@@ -59,6 +77,24 @@ def _index_parser() -> Parser:
     return parser
 
 
+def _output_layout(out: Path, unversioned: bool) -> dict:
+    """Where `--out` sends the build: a base path (next version), `BASE/N` (exactly version
+    N), or an un-versioned folder (`--unversioned`, or an existing legacy index there)."""
+    if unversioned or (out / "manifest.json").is_file():
+        if not unversioned:
+            print(
+                f"mrl index: {out} is an un-versioned index: replacing it in place (build into "
+                "a base path, e.g. indexes/NAME, for immutable versions)",
+                file=sys.stderr,
+            )
+        return {"out_dir": out, "versioned": False, "version": None}
+    if out.name.isdigit() and not out.exists() and int(out.name) >= 1:
+        return {"out_dir": out.parent, "versioned": True, "version": int(out.name)}
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"--out {str(out)!r} exists and is not a folder")
+    return {"out_dir": out, "versioned": True, "version": None}
+
+
 def _index_build(argv: list[str]) -> int:
     from mrl_keras.serving.retrieval import corpus as _corpus
     from mrl_keras.serving.retrieval.index import build_index, load_embeddings_file, load_ids_file
@@ -74,6 +110,11 @@ def _index_build(argv: list[str]) -> int:
         return build_from_embeddings_manifest(args)
     if args.limit is not None and args.limit < 1:
         raise CommandError(f"--limit must be >= 1, got {args.limit}")
+    if args.keep is not None and args.keep < 1:
+        raise CommandError(f"--keep must be >= 1, got {args.keep}")
+    layout = _output_layout(Path(args.out), args.unversioned)
+    if args.keep is not None and layout["versioned"] is False:
+        raise CommandError("--keep needs a versioned --out (a base path), not an index folder")
     progress = not args.no_progress
     backend = make_backend(args, required=args.embeddings is None)
     model_name = args.model_name or (backend.model_name if backend else None)
@@ -107,7 +148,7 @@ def _index_build(argv: list[str]) -> int:
     d = int(embeddings.shape[1])
     shortlist_dim = args.shortlist_dim or min(DEFAULT_SHORTLIST_DIM, d)
     out = build_index(
-        args.out,
+        layout["out_dir"],
         embeddings,
         ids,
         shortlist_dim=shortlist_dim,
@@ -117,6 +158,9 @@ def _index_build(argv: list[str]) -> int:
         model_version=model_version,
         scann_options=scann_overrides(args.scann),
         progress=progress,
+        versioned=layout["versioned"],
+        version=layout["version"],
+        keep=args.keep,
     )
     from mrl_keras.serving.retrieval.index import read_manifest
 

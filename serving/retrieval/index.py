@@ -11,14 +11,25 @@ Directory layout (`format_version` 1)::
     prefix_norms.npy     (count, len(prefix_norm_dims)) float32 ||z[:m]|| for a few m
     ids.npy              (count,) int64 or unicode ids (no pickle)
 
-The directory is written to a hidden sibling and swapped into place atomically
-(`renameat2(RENAME_EXCHANGE)` on Linux), so a reader or a killed build never sees half an index.
+Versioned (`build_index(base, ..., versioned=True)`, what `mrl index build --out BASE` does):
+each build is published as `base/<next integer version>/`, read-only and never replaced (see
+`index_versions.py`), its manifest recording `version`, a fresh `build_id` and
+`index_version = "<version>-<build_id>"`; `content_sha256` is the hash of the files alone.
+Un-versioned (the legacy layout, the default of `build_index`): the directory is written to a
+hidden sibling and swapped into place atomically (`renameat2(RENAME_EXCHANGE)` on Linux), and
+`index_version` is the build id.
+
+`AdaptiveIndex.load` resolves the folder once (the newest version of a base path), opens and
+share-locks it (a lease that retention respects) and reads every file through that descriptor:
+the checksums are those of the bytes it maps, and a load racing any number of builds returns
+one build, whole, or raises `IndexIntegrityError`.
 """
 
 from __future__ import annotations
 
 import datetime
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -32,6 +43,7 @@ import numpy as np
 
 from mrl_keras.atomic_publish import fsync_tree, make_temp_dir, process_alive, publish_directory
 from mrl_keras.serving.retrieval import store_writer
+from mrl_keras.serving.retrieval import index_versions
 from mrl_keras.serving.retrieval.files import (
     load_embeddings_file,
     load_ids_file,
@@ -48,6 +60,7 @@ from mrl_keras.serving.retrieval.manifest import (
     IndexIntegrityError,
     ModelVersionMismatchError,
     check_model_version,
+    parse_manifest,
     read_manifest,
     seal_manifest,
     verify_index,
@@ -73,6 +86,30 @@ __all__ = [
     "read_manifest",
     "verify_index",
 ]
+
+
+_LOAD_ATTEMPTS = 5
+
+
+def _read_npy(f, mmap: bool) -> np.ndarray:
+    """A `.npy` from an open binary file: memory-mapped from that very file, or read."""
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    else:
+        raise ValueError(f"unsupported .npy format version {version}")
+    if dtype.hasobject:
+        raise ValueError("object arrays are not allowed in an index")
+    order = "F" if fortran else "C"
+    if not mmap:
+        count = int(np.prod(shape)) if shape else 1
+        data = np.fromfile(f, dtype=dtype, count=count)
+        if data.size != count:
+            raise ValueError(f"truncated array: expected {count} items, found {data.size}")
+        return data.reshape(shape, order=order)
+    return np.memmap(f, dtype=dtype, mode="r", shape=shape, offset=f.tell(), order=order)
 
 
 def default_prefix_norm_dims(shortlist_dim: int, rerank_dim: int) -> tuple[int, ...]:
@@ -109,6 +146,9 @@ def build_index(
     scann_options: dict[str, Any] | None = None,
     prefix_norm_dims: Sequence[int] | None = None,
     progress: bool = False,
+    versioned: bool = False,
+    keep: int | None = None,
+    version: int | None = None,
 ) -> Path:
     """Builds an adaptive retrieval index directory from full embeddings.
 
@@ -119,7 +159,8 @@ def build_index(
     prefix is held in memory for ScaNN's training).
 
     Args:
-        out_dir: path of the index directory. Replaced atomically if it exists.
+        out_dir: path of the index directory (replaced atomically if it exists), or with
+            `versioned` the base path that receives the next integer version.
         embeddings: array-like `(count, d)` of full embeddings (e.g. `embed_{d}` outputs).
         ids: optional `(count,)` unique integer or string ids. Defaults to `0..count-1`.
         shortlist_dim: int. `D_s`, the prefix ScaNN indexes.
@@ -132,9 +173,14 @@ def build_index(
         prefix_norm_dims: prefix dims whose norms are stored. Defaults to powers of two, `D_s`
             and `D_r`.
         progress: show a progress bar on stderr.
+        versioned: publish `out_dir/<next integer version>/` (immutable, read-only files)
+            instead of replacing `out_dir`.
+        keep: with `versioned`, then remove versions older than the newest `keep` that no
+            process has loaded (`index_versions.retire_versions`). None keeps all.
+        version: with `versioned`, publish exactly this version (it must not exist yet).
 
     Returns:
-        The `Path` of the published index directory.
+        The `Path` of the published index directory (`out_dir/<version>` when versioned).
 
     Raises:
         ValueError: bad shapes, dims, dtypes, ids, non-finite embeddings or ScaNN options.
@@ -182,11 +228,36 @@ def build_index(
             f"Expected prefix_norm_dims within [1, rerank_dim={rerank_dim}]. Received: {norm_dims}"
         )
     options = resolve_scann_options(count, shortlist_dim, scann_options)
+    if keep is not None and (
+        not versioned or isinstance(keep, bool) or not isinstance(keep, int) or keep < 1
+    ):
+        raise ValueError(
+            f"Expected keep to be None or an int >= 1 with versioned=True. Received: keep={keep!r}"
+            f", versioned={versioned}"
+        )
 
     out_dir = Path(out_dir).absolute()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(out_dir)
-    tmp_dir = Path(make_temp_dir(out_dir.parent, f".{out_dir.name}.tmp-{os.getpid()}-"))
+    if version is not None and (
+        not versioned or isinstance(version, bool) or not isinstance(version, int) or version < 1
+    ):
+        raise ValueError(
+            f"Expected version to be None or an int >= 1 with versioned=True. Received: "
+            f"version={version!r}, versioned={versioned}"
+        )
+    if versioned:
+        if (out_dir / MANIFEST_NAME).is_file():
+            raise ValueError(
+                f"Expected a base path for a versioned build, but {str(out_dir)!r} is an "
+                "un-versioned index itself. Give another --out (e.g. indexes/NAME), or build "
+                "un-versioned (--unversioned) to replace it."
+            )
+        out_dir.mkdir(parents=True, exist_ok=True)
+        index_versions.remove_stale_build_temporaries(out_dir)
+        tmp_dir = Path(make_temp_dir(out_dir, f"{index_versions.BUILD_TMP_PREFIX}{os.getpid()}-"))
+    else:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(out_dir)
+        tmp_dir = Path(make_temp_dir(out_dir.parent, f".{out_dir.name}.tmp-{os.getpid()}-"))
     try:
         shortlist = store_writer.shortlist_prefixes(embeddings, shortlist_dim)
         if progress:
@@ -219,9 +290,13 @@ def build_index(
             for name in [p.relative_to(tmp_dir).as_posix()]
         }
         content = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+        build_id = index_versions.new_build_id()
         manifest = {
             "format_version": FORMAT_VERSION,
-            "index_version": content[:16],
+            "index_version": build_id,
+            "version": None,
+            "build_id": build_id,
+            "content_sha256": content,
             "model_name": model_name,
             "model_version": None if model_version is None else int(model_version),
             "embedding_dim": d,
@@ -238,13 +313,30 @@ def build_index(
                 timespec="seconds"
             ),
         }
-        (tmp_dir / MANIFEST_NAME).write_bytes(seal_manifest(manifest))
-        fsync_tree(tmp_dir)
-        publish_directory(tmp_dir, out_dir)
+
+        def seal(version: int | None) -> None:
+            if version is not None:
+                manifest.update(version=version, index_version=f"{version}-{build_id}")
+            (tmp_dir / MANIFEST_NAME).write_bytes(seal_manifest(manifest))
+
+        if versioned:
+            published, _ = index_versions.publish_version(out_dir, tmp_dir, seal, version)
+        else:
+            seal(None)
+            fsync_tree(tmp_dir)
+            publish_directory(tmp_dir, out_dir)
+            published = out_dir
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
-    return out_dir
+    if versioned and keep is not None:
+        removed, leased = index_versions.retire_versions(out_dir, keep)
+        if progress and (removed or leased):
+            print(
+                f"index: retired versions {removed}; kept {leased} (loaded by a process)",
+                file=sys.stderr,
+            )
+    return published
 
 
 class AdaptiveIndex:
@@ -253,15 +345,20 @@ class AdaptiveIndex:
     Attributes: `path`, `manifest`, `searcher` (ScaNN), `store` (memory-mapped `(count, D_r)`),
     `prefix_norms` `(count, len(prefix_norm_dims))`, `prefix_norm_dims`, `ids`, `count`,
     `embedding_dim`, `shortlist_dim`, `rerank_dim`, `model_name`, `model_version`,
-    `index_version`, `search_threads` (see `set_search_threads`).
+    `index_version`, `version` (the integer version of a versioned index, else None),
+    `build_id`, `search_threads` (see `set_search_threads`). A loaded index holds a lease on
+    its folder (retention never removes it) until `close()` or garbage collection.
 
     Example:
 
     >>> index = mrl_keras.serving.AdaptiveIndex.load("/tmp/idx")   # doctest: +SKIP
     """
 
-    def __init__(self, path, manifest, searcher, store, prefix_norms, ids):
+    def __init__(self, path, manifest, searcher, store, prefix_norms, ids, lease=None):
         self.path = Path(path)
+        self._lease = lease
+        self.version = manifest.get("version")
+        self.build_id = manifest.get("build_id")
         self.manifest = manifest
         self.searcher = searcher
         self.store = store
@@ -310,47 +407,138 @@ class AdaptiveIndex:
         model_version: int | None = None,
         allow_version_mismatch: bool = False,
         mmap: bool = True,
+        version: int | None = None,
     ) -> AdaptiveIndex:
-        """Loads an index directory.
+        """Loads an index directory, or the newest (or `version`) of an index base path.
+
+        The folder is resolved once, opened and share-locked (the lease retention respects),
+        and every file is read through that descriptor; the checksums are computed on the
+        bytes that are then used (the rerank store is memory-mapped from the descriptor that
+        was hashed). A build that publishes, swaps or retires meanwhile cannot mix into the
+        result: the load returns one build whole, resolves again (at most a few times) when
+        its folder was swapped away or retired under it, or raises.
 
         Args:
-            index_dir: the directory `build_index` wrote.
+            index_dir: the directory `build_index` wrote, or a versioned base path.
             verify: check the sha256 of every file (reads every byte once).
             model_version: the version the backend serves; refused if it differs from the
                 index's, unless `allow_version_mismatch`.
             allow_version_mismatch: accept an index built by another model version.
             mmap: memory-map the rerank store (else read it into RAM).
+            version: with a base path, load this version instead of the newest.
 
         Raises:
-            IndexIntegrityError: missing files, checksum mismatch, unknown format version.
+            IndexIntegrityError: missing files, checksum mismatch, unknown format version, no
+                such version, or the folder kept changing under the loader.
             ModelVersionMismatchError: see `model_version`.
         """
-        index_dir = Path(index_dir)
-        manifest = read_manifest(index_dir)
-        check_model_version(manifest, model_version, allow_mismatch=allow_version_mismatch)
-        if verify:
-            verify_index(index_dir, manifest)
+        last: Exception | None = None
+        for _ in range(_LOAD_ATTEMPTS):
+            try:
+                folder, _versioned = index_versions.resolve_index_dir(index_dir, version)
+            except FileNotFoundError as e:
+                if (Path(index_dir) / MANIFEST_NAME).exists():
+                    raise IndexIntegrityError(str(e)) from e
+                raise IndexIntegrityError(
+                    f"Not an index directory (no {MANIFEST_NAME}): {str(Path(index_dir))!r}. {e}"
+                ) from e
+            try:
+                lease = index_versions.IndexLease.acquire(folder)
+            except index_versions.LeaseLost as e:
+                last = e
+                continue
+            try:
+                return cls._load_leased(
+                    folder, lease, verify, model_version, allow_version_mismatch, mmap
+                )
+            except ModelVersionMismatchError:
+                lease.release()
+                raise
+            except Exception as e:
+                moved = not lease.still_at_path()
+                lease.release()
+                if not moved:
+                    raise
+                last = e  # swapped away or retired while loading: resolve again
+        raise IndexIntegrityError(
+            f"Index {str(Path(index_dir))!r} changed under the loader {_LOAD_ATTEMPTS} times in a "
+            f"row (builds publishing or retiring right now); retry. Last: {last}"
+        )
+
+    @classmethod
+    def _load_leased(
+        cls,
+        folder: Path,
+        lease: index_versions.IndexLease,
+        verify: bool,
+        model_version: int | None,
+        allow_version_mismatch: bool,
+        mmap: bool,
+    ) -> AdaptiveIndex:
         try:
-            searcher = require_scann().load_searcher(str(index_dir / SCANN_DIR))
-            store = np.load(
-                index_dir / RERANK_NAME, mmap_mode="r" if mmap else None, allow_pickle=False
-            )
-            norms = np.load(index_dir / NORMS_NAME, allow_pickle=False)
-            ids = np.load(index_dir / IDS_NAME, allow_pickle=False)
+            raw = lease.read_bytes(MANIFEST_NAME)
+        except FileNotFoundError as e:
+            raise IndexIntegrityError(
+                f"Not an index directory (no {MANIFEST_NAME}): {str(folder)!r}"
+            ) from e
+        manifest = parse_manifest(raw, folder / MANIFEST_NAME)
+        check_model_version(manifest, model_version, allow_mismatch=allow_version_mismatch)
+        files = manifest["files"]
+        for name in (RERANK_NAME, NORMS_NAME, IDS_NAME):
+            if name not in files:
+                raise IndexIntegrityError(f"Index {str(folder)!r}: its manifest lists no {name}.")
+
+        def check(name: str, digest: str) -> None:
+            if digest != files[name]:
+                raise IndexIntegrityError(
+                    f"Index {str(folder)!r}: checksum mismatch for {name} (expected sha256 "
+                    f"{files[name][:12]}..., found {digest[:12]}...). Rebuild the index."
+                )
+
+        try:
+            arrays = {}
+            for name in (NORMS_NAME, IDS_NAME):
+                data = lease.read_bytes(name)
+                if verify:
+                    check(name, hashlib.sha256(data).hexdigest())
+                arrays[name] = np.load(io.BytesIO(data), allow_pickle=False)
+            with lease.open_file(RERANK_NAME) as f:
+                if verify:
+                    digest = hashlib.sha256()
+                    for block in iter(lambda: f.read(1 << 22), b""):
+                        digest.update(block)
+                    check(RERANK_NAME, digest.hexdigest())
+                    f.seek(0)
+                store = _read_npy(f, mmap)
+            if verify:
+                for name in sorted(files):
+                    if name not in (RERANK_NAME, NORMS_NAME, IDS_NAME):
+                        check(name, hashlib.sha256(lease.read_bytes(name)).hexdigest())
+            searcher = require_scann().load_searcher(lease.open_path(SCANN_DIR))
+        except FileNotFoundError as e:
+            raise IndexIntegrityError(f"Index {str(folder)!r} is missing {e.filename}.") from e
         except (OSError, ValueError, RuntimeError) as e:
-            raise IndexIntegrityError(f"Cannot load index {str(index_dir)!r}: {e}") from e
+            if isinstance(e, IndexIntegrityError):
+                raise
+            raise IndexIntegrityError(f"Cannot load index {str(folder)!r}: {e}") from e
+        norms, ids = arrays[NORMS_NAME], arrays[IDS_NAME]
         count, rerank_dim = int(manifest["count"]), int(manifest["rerank_dim"])
         if store.shape != (count, rerank_dim) or ids.shape != (count,) or norms.shape[0] != count:
             raise IndexIntegrityError(
-                f"Index {str(index_dir)!r}: array shapes disagree with the manifest."
+                f"Index {str(folder)!r}: array shapes disagree with the manifest."
             )
         store_dtype = manifest.get("store_dtype", "float32")
         if STORE_NUMPY_DTYPES.get(store_dtype) != store.dtype.name:
             raise IndexIntegrityError(
-                f"Index {str(index_dir)!r}: rerank store dtype {store.dtype.name} disagrees with "
+                f"Index {str(folder)!r}: rerank store dtype {store.dtype.name} disagrees with "
                 f"the manifest's store_dtype {store_dtype!r} (expected one of {STORE_DTYPES})."
             )
-        return cls(index_dir, manifest, searcher, store, norms, ids)
+        return cls(folder, manifest, searcher, store, norms, ids, lease)
+
+    def close(self) -> None:
+        """Releases the lease on the index folder (retention may then remove it)."""
+        if self._lease is not None:
+            self._lease.release()
 
     def norm_column(self, dim: int) -> int | None:
         """Column of `prefix_norms` holding `||z[:dim]||`, or None when not stored."""

@@ -23,6 +23,7 @@ __all__ = [
     "SCANN_DIR",
     "check_model_version",
     "manifest_bytes",
+    "parse_manifest",
     "read_manifest",
     "seal_manifest",
     "verify_index",
@@ -55,13 +56,22 @@ def seal_manifest(manifest: dict[str, Any]) -> bytes:
 
 
 def read_manifest(index_dir: str | os.PathLike) -> dict[str, Any]:
-    """Reads and validates `manifest.json` (format version and self-checksum) of an index."""
+    """Reads and validates `manifest.json` (format version and self-checksum) of an index
+    folder; a versioned base path reads its newest version's."""
+    from mrl_keras.serving.retrieval.index_versions import list_versions
+
     path = Path(index_dir) / MANIFEST_NAME
+    if not path.is_file() and list_versions(index_dir):
+        path = Path(index_dir) / str(list_versions(index_dir)[-1]) / MANIFEST_NAME
     if not path.is_file():
         raise IndexIntegrityError(
             f"Not an index directory (no {MANIFEST_NAME}): {str(Path(index_dir))!r}"
         )
-    raw = path.read_bytes()
+    return parse_manifest(path.read_bytes(), path)
+
+
+def parse_manifest(raw: bytes, path: str | os.PathLike) -> dict[str, Any]:
+    """Validates the bytes of a `manifest.json` (read from `path`, named in errors)."""
     try:
         manifest = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:

@@ -235,6 +235,7 @@ class SearchService:
             "index_loaded": True,
             "index_version": index.index_version,
             "index_model_version": index.model_version,
+            "index_count": index.count,  # the sharded front caps k at it
         }
         status = self.backend.status()
         details["backend_state"] = status.state

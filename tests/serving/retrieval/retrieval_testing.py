@@ -40,3 +40,22 @@ def assert_funnel_matches_numpy(reranker, q, z, rows, stages) -> None:
     last = stages[-1][0]
     expected = np.take_along_axis(normalized_prefix_scores(q, z, last), out_rows, axis=1)
     np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
+
+
+def race_corpora(n: int = 64, d: int = 16):
+    """Two distinguishable corpora: `A` (model version 1, ids 0..n-1) and `B` (model version
+    2, ids 1000..): a load whose manifest names one and whose arrays hold the other is mixed."""
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((n, d)).astype(np.float32)
+    b = rng.standard_normal((n, d)).astype(np.float32) + 3.0
+    return {1: (a, np.arange(n)), 2: (b, np.arange(1000, 1000 + n))}
+
+
+def classify_load(index, corpora) -> str:
+    """"ok" when the loaded index's manifest (model version) and its arrays (ids, store, a
+    search) all come from one build, else "mixed"."""
+    x, ids = corpora[index.model_version]
+    same = np.array_equal(index.ids, ids) and np.array_equal(np.asarray(index.store), x)
+    rows, _ = index.shortlist(x[:2, : index.shortlist_dim] / np.linalg.norm(
+        x[:2, : index.shortlist_dim], axis=1, keepdims=True), 1)
+    return "ok" if same and rows.shape == (2, 1) else "mixed"

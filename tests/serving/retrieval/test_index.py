@@ -368,3 +368,52 @@ def test_store_norms_and_checksums_match_independent_computation(
         )
     for name, digest in manifest["files"].items():
         assert digest == hashlib.sha256((tmp_path / "i" / name).read_bytes()).hexdigest(), name
+
+
+@pytest.mark.parametrize("versioned", [False, True], ids=["unversioned", "versioned"])
+def test_loads_during_concurrent_builds_never_mix(tmp_path, versioned):
+    """A loop of builds (alternating corpora A as model v1 and B as v2) beside a loop of loads:
+    every load returns one build whole, none fails (no spurious checksum error)."""
+    import threading
+
+    from retrieval_testing import classify_load, race_corpora
+
+    corpora = race_corpora()
+    out = tmp_path / ("base" if versioned else "idx")
+    options = dict(shortlist_dim=8, scann_options=EXACT, versioned=versioned)
+    if versioned:
+        options["keep"] = 2
+    build_index(out, corpora[1][0], corpora[1][1], model_version=1, **options)
+    stop, builds, errors = threading.Event(), [0], []
+
+    def builder():
+        try:
+            while not stop.is_set() and builds[0] < 400:
+                v = 2 if builds[0] % 2 == 0 else 1
+                build_index(out, corpora[v][0], corpora[v][1], model_version=v, **options)
+                builds[0] += 1
+        except Exception as e:  # surfaces in the main thread's assertion
+            errors.append(e)
+
+    thread = threading.Thread(target=builder)
+    thread.start()
+    outcomes = {"ok": 0, "mixed": 0}
+    load_errors = []
+    try:
+        deadline = time.monotonic() + 20
+        while (sum(outcomes.values()) < 300 or builds[0] < 10) and time.monotonic() < deadline:
+            try:
+                index = AdaptiveIndex.load(out)
+            except IndexIntegrityError as e:
+                load_errors.append(str(e))
+                continue
+            outcomes[classify_load(index, corpora)] += 1
+            index.close()
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors, errors
+    assert builds[0] >= 10, "too few builds ran beside the loads to test anything"
+    assert outcomes["mixed"] == 0 and not load_errors, (outcomes, load_errors[:3])
+    if versioned:
+        assert len([p for p in out.iterdir() if p.name.isdigit()]) <= 3
