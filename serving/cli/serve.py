@@ -137,4 +137,8 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def main(argv: list[str]) -> int:
     """`mrl serve --model PATH --index DIR [--port N] [--host H] ...`."""
+    if any(a == "--shards" or a.startswith("--shards=") for a in argv):  # the sharded front
+        from mrl_keras.serving.cli import serve_shards
+
+        return serve_shards.main(argv)
     return run_command("serve", _serve, argv)
