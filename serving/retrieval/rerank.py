@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mrl_keras.serving.retrieval import rerank_kernel
+
 _BLOCK_BYTES = 2 << 20  # gathered float32 bytes per block of queries (about an L2 cache)
 _F16_TO_F32 = (
     np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
@@ -43,6 +45,8 @@ class PrefixReranker:
         norm_dims: the `m` of each column of `prefix_norms`.
         scales: `(D_r,)` float32 per-dimension scales of an int8 store (`store_int8.py`): the
             dot product is `<q * scales, codes>`. None for the other store dtypes.
+        use_kernel: gather and score with the compiled kernel of `rerank_kernel.py` when it is
+            available for the store's dtype (float32, bfloat16, int8); False: NumPy only.
 
     Call `rerank(queries, rows, valid, stages)` with raw query embeddings `(n, >= max dim)`,
     candidate rows `(n, K)` (int64), a validity mask `(n, K)` and stages `[(dim, size), ...]`
@@ -57,6 +61,7 @@ class PrefixReranker:
         prefix_norms: np.ndarray | None = None,
         norm_dims: Sequence[int] = (),
         scales: np.ndarray | None = None,
+        use_kernel: bool = True,
     ):
         self.store = np.asarray(store)  # a plain ndarray view (of the memory map when mapped)
         if self.store.dtype == np.int8 and (
@@ -67,6 +72,12 @@ class PrefixReranker:
                 f"Received: {None if scales is None else np.shape(scales)}"
             )
         self.scales = None if scales is None else np.asarray(scales, dtype=np.float32)
+        # the compiled gather-and-dot (rerank_kernel.py) where it builds, else NumPy
+        self.use_kernel = (
+            use_kernel
+            and self.store.flags.c_contiguous
+            and rerank_kernel.available(self.store.dtype)
+        )
         self.prefix_norms = prefix_norms
         self.norm_column = (
             {int(m): i for i, m in enumerate(norm_dims)} if prefix_norms is not None else {}
@@ -78,6 +89,13 @@ class PrefixReranker:
         """Partial dot products `<q[start:stop], z[start:stop]>` (and squared norms) per candidate."""
         n, k = rows.shape
         width = stop - start
+        if self.use_kernel:
+            q = np.asarray(queries[:, start:stop], dtype=np.float32)
+            if self.scales is not None:
+                q = q * self.scales[start:stop]
+            return rerank_kernel.gather_dot(
+                self.store, rows, q, start, stop, want_sumsq, self.scales
+            )
         block = max(1, _BLOCK_BYTES // max(1, k * width * 4))
         dots = np.empty((n, k), dtype=np.float32)
         sumsq = np.empty((n, k), dtype=np.float32) if want_sumsq else None
