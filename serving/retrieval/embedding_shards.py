@@ -98,7 +98,7 @@ def write_shard(
     order = np.argsort(ids, kind="stable")
     ids, values = ids[order], values[order]
     if ids.shape[0] > 1 and (ids[1:] == ids[:-1]).any():
-        dup = ids[1:][ids[1:] == ids[:-1]][0]
+        dup = ids[1:][ids[1:] == ids[:-1]][0].item()
         raise ValueError(f"Shard {shard}: duplicate id {dup!r} in the corpus.")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
