@@ -11,7 +11,7 @@ from typing import Any
 from mrl_keras.cli_parser import Parser
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> Parser:
     p = Parser(
         prog="mrl export",
         description=(
@@ -25,8 +25,20 @@ def _parser() -> argparse.ArgumentParser:
         required=True,
         help="the trained model: a .keras file, or a training run's folder (its model.keras)",
     )
-    p.add_argument("--base-path", required=True, help="model base path TF Serving watches")
-    p.add_argument("--version", type=int, help="version folder (default: the next free one)")
+    p.add_argument(
+        "--model-base-path",
+        dest="base_path",
+        required=True,
+        help="model base path TF Serving watches (its --model_base_path)",
+    )
+    p.add_alias("--base-path", "--model-base-path")
+    p.add_argument(
+        "--model-version",
+        dest="version",
+        type=int,
+        help="version folder (default: the next free one)",
+    )
+    p.add_alias("--version", "--model-version")
     p.add_argument("--extra-dims", default="", help="further embed_{m} dims, e.g. 24,96")
     p.add_argument("--nesting-dims", default="", help="prefixes of a model without a head")
     p.add_argument(

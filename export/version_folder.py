@@ -42,12 +42,12 @@ def check_writable(base_path: str | os.PathLike) -> None:
     if not os.path.isdir(existing):
         raise ValueError(
             f"Cannot write to base path {base!r}: {existing!r} exists and is not a directory. "
-            "Pass a directory for --base-path."
+            "Pass a directory for --model-base-path."
         )
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(
             f"Cannot write to base path {base!r}: {existing!r} is not writable. "
-            "Pick another --base-path or fix its permissions."
+            "Pick another --model-base-path or fix its permissions."
         )
 
 

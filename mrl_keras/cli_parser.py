@@ -49,6 +49,65 @@ class Parser(argparse.ArgumentParser):
         print(f"{self.prog}: {message} (see --help)", file=sys.stderr)
         raise SystemExit(USAGE_EXIT)
 
+    def add_alias(self, old: str, new: str) -> None:
+        """Accepts `old` as a hidden, deprecated spelling of the flag `new`.
+
+        The alias stores into the same destination with the same type, choices and number of
+        values, is left out of `--help`, and prints one line on stderr when used
+        (`PROG: OLD is renamed NEW; OLD goes away in the next release`). A required `new` is
+        satisfied by either spelling.
+
+        Args:
+            old: str. The old flag, e.g. `"--dims"`.
+            new: str. The flag already added under its new name, e.g. `"--nesting-dims"`.
+        """
+        target = self._option_string_actions.get(new)
+        if target is None:
+            raise ValueError(f"Expected {new!r} to be added before its alias {old!r}.")
+        if target.required:
+            self._required_via_alias = [*getattr(self, "_required_via_alias", []), target]
+        self.add_argument(
+            old,
+            action=_Alias,
+            target=target,
+            dest=target.dest,
+            nargs=target.nargs,
+            type=target.type,
+            choices=target.choices,
+            default=argparse.SUPPRESS,
+            help=argparse.SUPPRESS,
+        )
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        required = getattr(self, "_required_via_alias", [])
+        for action in required:  # argparse would not count the alias as the flag given
+            action.required = False
+        try:
+            namespace, extras = super().parse_known_args(args, namespace)
+        finally:
+            for action in required:
+                action.required = True
+        for action in required:
+            if getattr(namespace, action.dest, None) is None:
+                self.error(f"the following arguments are required: {action.option_strings[0]}")
+        return namespace, extras
+
+
+class _Alias(argparse.Action):
+    """A hidden old spelling of another flag: says so on stderr, then acts as that flag."""
+
+    def __init__(self, option_strings, dest, target: argparse.Action, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.target = target
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(
+            f"{parser.prog}: {option_string} is renamed {self.target.option_strings[0]}; "
+            f"{option_string} goes away in the next release",
+            file=sys.stderr,
+        )
+        self.target(parser, namespace, values, option_string)
+
 
 def fail(prog: str, error: object, code: int = USAGE_EXIT) -> int:
     """Prints `PROG: ERROR` on one line to stderr and returns `code`, for `return fail(...)`."""

@@ -38,7 +38,10 @@ def train_parser() -> argparse.ArgumentParser:
         "--backbone", default="small_resnet", choices=["small_resnet", "resnet50", "vit"]
     )
     p.add_argument("--d", type=int, help="embedding width (small_resnet, vit)")
-    p.add_argument("--dims", type=_dims, help="nesting dims / ff widths, e.g. 8,16,32,64")
+    p.add_argument(
+        "--nesting-dims", dest="dims", type=_dims, help="nesting dims / ff widths, e.g. 8,16,32,64"
+    )
+    p.add_alias("--dims", "--nesting-dims")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--ff-epochs", type=int, help="epochs of each ff model (default --epochs)")
     p.add_argument("--batch-size", type=int, default=128, help="global batch size")
@@ -80,7 +83,14 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--cjk-image-size", type=int, default=32)
     p.add_argument("--cjk-fonts", help="'all' (default), 'small' or comma-separated font files")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--verbose", default="auto", help="Keras fit verbosity: auto, 0, 1, 2")
+    p.add_argument(
+        "--fit-verbosity",
+        dest="verbose",
+        default="auto",
+        choices=["auto", "0", "1", "2"],
+        help="Keras fit verbosity (auto: a bar on a terminal, one line per epoch in a log)",
+    )
+    p.add_alias("--verbose", "--fit-verbosity")
     return p
 
 

@@ -84,12 +84,15 @@ def build_parser() -> Parser:
         help="map a version label to a version (repeatable)",
     )
     parser.add_argument(
-        "--max-batch-size",
-        "--max_batch_size",
+        "--max-request-batch",
+        dest="max_batch_size",
         type=int,
         default=None,
-        help="reject requests with a larger batch (INVALID_ARGUMENT)",
+        help="reject requests with a larger batch (INVALID_ARGUMENT); server-side batching, "
+        "which splits and queues, is --batching-parameters-file",
     )
+    parser.add_alias("--max-batch-size", "--max-request-batch")
+    parser.add_alias("--max_batch_size", "--max-request-batch")
     parser.add_argument(
         "--inject-latency-ms",
         type=float,

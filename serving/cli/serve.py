@@ -26,7 +26,14 @@ def _serve_parser() -> Parser:
         "--auth-token-file", help="file holding a bearer token required on /v1, /admin and /metrics"
     )
     parser.add_argument("--max-body-bytes", type=int, default=32 << 20)
-    parser.add_argument("--max-batch-size", type=int, default=1024)
+    parser.add_argument(
+        "--max-request-batch",
+        dest="max_batch_size",
+        type=int,
+        default=1024,
+        help="the most instances one request may carry; larger ones get 413 (default 1024)",
+    )
+    parser.add_alias("--max-batch-size", "--max-request-batch")
     parser.add_argument(
         "--timeout", type=float, default=10.0, help="default per-request deadline in seconds"
     )
@@ -50,9 +57,13 @@ def _serve(argv: list[str]) -> int:
     from mrl_keras.serving.service.app import create_app
     from mrl_keras.serving.service.search_service import SearchService, ServiceConfig
 
-    for name in ("max_body_bytes", "max_batch_size", "workers"):
+    for name, flag in (
+        ("max_body_bytes", "--max-body-bytes"),
+        ("max_batch_size", "--max-request-batch"),
+        ("workers", "--workers"),
+    ):
         if getattr(args, name) < 1:
-            raise CommandError(f"--{name.replace('_', '-')} must be >= 1")
+            raise CommandError(f"{flag} must be >= 1")
     if args.timeout <= 0:
         raise CommandError("--timeout must be > 0")
     config = ServiceConfig(

@@ -30,7 +30,7 @@ def test_export_with_calibration(run_dir, tmp_path, capsys):
     argv = [
         "--model",
         str(run_dir / "model.keras"),
-        "--base-path",
+        "--model-base-path",
         str(base),
         "--extra-dims",
         "24,12",
@@ -57,7 +57,7 @@ def test_export_with_calibration(run_dir, tmp_path, capsys):
     argv = [
         "--model",
         str(run_dir / "model.keras"),
-        "--base-path",
+        "--model-base-path",
         str(base),
         "--thresholds",
         "0.5,0.6,0",
@@ -85,12 +85,12 @@ def test_export_with_calibration(run_dir, tmp_path, capsys):
         (["--target-accuracy", "0.9"], "need --calibrate-on"),
         (["--model", "{run}/embedder.keras", "--embedding-layer", "z"], "No embedding layer"),
         (["--model", "{run}/embedder.keras", "--nesting-dims", "8,64"], "do not fit"),
-        (["--base-path", "{run}/holdout.npz/models"], "not a directory"),
+        (["--model-base-path", "{run}/holdout.npz/models"], "not a directory"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(run_dir, tmp_path, capsys, flags, match):
     base = tmp_path / "served"
-    argv = ["--model", str(run_dir / "model.keras"), "--base-path", str(base)]
+    argv = ["--model", str(run_dir / "model.keras"), "--model-base-path", str(base)]
     argv += [f.format(run=run_dir) for f in flags]
     assert main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
@@ -101,7 +101,14 @@ def test_bad_input_is_one_line_and_writes_nothing(run_dir, tmp_path, capsys, fla
 
 def test_existing_version_needs_overwrite(run_dir, tmp_path, capsys):
     base = tmp_path / "served"
-    argv = ["--model", str(run_dir / "model.keras"), "--base-path", str(base), "--version", "7"]
+    argv = [
+        "--model",
+        str(run_dir / "model.keras"),
+        "--model-base-path",
+        str(base),
+        "--model-version",
+        "7",
+    ]
     argv += ["--no-warmup", "--no-verify"]
     assert main(argv) == 0
     before = os.stat(base / "7" / "saved_model.pb").st_mtime_ns
@@ -126,3 +133,20 @@ def test_non_tensorflow_backend_is_refused(backend):
     with pytest.raises(ValueError, match=f"TensorFlow Keras backend.*backend='{backend}'"):
         check_backend(backend)
     check_backend("tensorflow")
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        (["--base-path", "models/m"], ["--model-base-path", "models/m"]),
+        (["--version", "3"], ["--model-version", "3"]),
+    ],
+)
+def test_old_flag_names_are_hidden_aliases(old, new, capsys):
+    from mrl_keras.export.cli import _parser
+
+    required = ["--model", "run"] + (["--model-base-path", "b"] if "base" not in old[0] else [])
+    parser = _parser()
+    assert vars(parser.parse_args(required + old)) == vars(parser.parse_args(required + new))
+    assert f"{old[0]} is renamed {new[0]}" in capsys.readouterr().err
+    assert f"{old[0]} " not in parser.format_help()

@@ -20,7 +20,7 @@ def run_dir(tmp_path_factory):
 
 def test_a_run_folder_exports_its_model(run_dir, tmp_path, capsys):
     base = tmp_path / "served"
-    argv = ["--model", str(run_dir), "--base-path", str(base), "--no-verify", "--no-warmup"]
+    argv = ["--model", str(run_dir), "--model-base-path", str(base), "--no-verify", "--no-warmup"]
     assert main(argv) == 0, capsys.readouterr().err
     assert "weights_store" not in capsys.readouterr().err
     assert read_metadata(base)["version"] == 1
@@ -31,7 +31,7 @@ def test_a_folder_without_a_model_is_one_line(run_dir, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     base = tmp_path / "served"
-    assert main(["--model", str(empty), "--base-path", str(base)]) == 1
+    assert main(["--model", str(empty), "--model-base-path", str(base)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("mrl export: error: --model: the folder")
     assert "has no model.keras" in err[-1] and "weights_store" not in err[-1]
@@ -41,5 +41,5 @@ def test_a_folder_without_a_model_is_one_line(run_dir, tmp_path, capsys):
     runs = tmp_path / "runs"
     runs.mkdir()
     (runs / run_dir.name).symlink_to(run_dir, target_is_directory=True)
-    assert main(["--model", str(runs), "--base-path", str(base)]) == 1
+    assert main(["--model", str(runs), "--model-base-path", str(base)]) == 1
     assert f"it holds {runs / run_dir.name / 'model.keras'}" in capsys.readouterr().err

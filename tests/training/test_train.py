@@ -141,7 +141,7 @@ def test_kill_after_epoch_one_and_resume(tmp_path):
         "3",
         "--steps-per-epoch",
         "24",
-        "--verbose",
+        "--fit-verbosity",
         "0",
     ]
     meta = out / "backup" / "training_metadata.json"

@@ -51,3 +51,19 @@ def test_help(capsys):
             main(["--help"])
         assert e.value.code == 0
     assert "--all-dims" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        (["--dims", "8,16"], ["--nesting-dims", "8,16"]),
+        (["--verbose", "2"], ["--fit-verbosity", "2"]),
+    ],
+)
+def test_train_old_flag_names_are_hidden_aliases(old, new, capsys):
+    from mrl_keras.training.cli import train_parser
+
+    parser = train_parser()
+    assert vars(parser.parse_args(old)) == vars(parser.parse_args(new))
+    assert f"{old[0]} is renamed {new[0]}" in capsys.readouterr().err
+    assert f"{old[0]} " not in parser.format_help()

@@ -96,7 +96,7 @@ def test_multi_worker_on_loopback_finishes_a_short_run(tmp_path):
         "2",
         "--steps-per-epoch",
         "3",
-        "--verbose",
+        "--fit-verbosity",
         "0",
     ]
     procs = []

@@ -28,7 +28,7 @@ def test_help_says_production_should_use_tensorflow_serving(capsys):
         "--model-name",
         "--port",
         "--rest-api-port",
-        "--max-batch-size",
+        "--max-request-batch",
     ):
         assert flag in out
 
@@ -118,3 +118,15 @@ def test_a_port_in_use_fails_before_the_server_says_it_is_up(taken, exported_bas
         if taken == "--port":  # the REST port bound first is given back
             with socket.socket() as again:
                 again.bind(("127.0.0.1", ports["--rest-api-port"]))
+
+
+@pytest.mark.parametrize("old", ["--max-batch-size", "--max_batch_size"])
+def test_max_batch_size_is_a_hidden_alias_of_max_request_batch(old, capsys):
+    parser = build_parser()
+    args = parser.parse_args(["--model-base-path", "/m", old, "5"])
+    assert vars(args) == vars(
+        parser.parse_args(["--model-base-path", "/m", "--max-request-batch", "5"])
+    )
+    assert args.max_batch_size == 5
+    assert f"{old} is renamed --max-request-batch" in capsys.readouterr().err
+    assert old not in parser.format_help()

@@ -172,3 +172,15 @@ def test_a_port_in_use_fails_before_the_service_says_it_is_up(
     assert f"mrl serve: cannot listen on 127.0.0.1:{port}" in err and "--port" in err
     assert "items) on http" not in err  # the announcement never came
     assert "Traceback" not in err and err.count("\n") == 1
+
+
+def test_max_batch_size_is_a_hidden_alias_of_max_request_batch(capsys):
+    from mrl_keras.serving.cli.serve import _serve_parser
+
+    parser = _serve_parser()
+    base = ["--index", "i", "--model", "m"]
+    old = parser.parse_args([*base, "--max-batch-size", "7"])
+    assert vars(old) == vars(parser.parse_args([*base, "--max-request-batch", "7"]))
+    assert old.max_batch_size == 7
+    assert "--max-batch-size is renamed --max-request-batch" in capsys.readouterr().err
+    assert "--max-batch-size" not in parser.format_help()
