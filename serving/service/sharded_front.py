@@ -1,8 +1,9 @@
 """The fan-out front of a sharded index: `mrl serve --shards URL,URL,...`.
 
 Each shard is an ordinary `mrl serve` over one index shard (`serving/retrieval/sharded.py`).
-`POST /v1/search` sends the request to every shard at once (`k` capped at the shard's size,
-read once from its `/readyz`), waits until the request's deadline, and merges the shards'
+`POST /v1/search` sends the request to every shard at once (`k` and `shortlist_size` capped
+at the shard's size, read once from its `/readyz`; `"shortlist_size"` of the whole corpus on
+shards whose ScaNN searches every leaf is the exact search), waits until the request's deadline, and merges the shards'
 top-k exactly (`merge_topk`: score descending, then id ascending). A shard that is down, too
 slow or failing makes the request fail with 503 naming it, unless the request says
 `"allow_partial": true`: then the merge of the shards that answered comes back with
@@ -12,6 +13,7 @@ is passed through. `GET /healthz`, `GET /readyz` (every shard ready).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import threading
@@ -20,6 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mrl_keras.serving.retrieval.sharded import merge_topk
 
@@ -94,10 +99,14 @@ class ShardedFront:
 
         url = self.urls[i]
         count = self._count(i, deadline)
+        shard_body = dict(body, k=min(k, count), timeout=max(0.01, deadline - time.monotonic()))
+        size = body.get("shortlist_size")
+        if isinstance(size, int) and not isinstance(size, bool):  # a shard holds `count` at most
+            shard_body["shortlist_size"] = max(shard_body["k"], min(size, count))
         try:
             r = requests.post(
                 f"{url}/v1/search",
-                json=dict(body, k=min(k, count), timeout=max(0.01, deadline - time.monotonic())),
+                json=shard_body,
                 headers=self._headers(),
                 timeout=max(0.01, deadline - time.monotonic()),
             )
@@ -192,12 +201,6 @@ class ShardedFront:
 
 def create_front_app(front: ShardedFront):
     """The FastAPI app of the front: /v1/search, /healthz, /readyz; JSON errors."""
-    import asyncio
-
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
-    from starlette.exceptions import HTTPException as StarletteHTTPException
-
     app = FastAPI(title="mrl sharded search front")
 
     @app.exception_handler(StarletteHTTPException)
