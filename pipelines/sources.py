@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.io import fileio
 import numpy as np
 
 __all__ = ["DatasetSplit", "ImageFiles", "NpyShards", "TFRecordImages", "decode_image"]
@@ -73,10 +74,10 @@ class ImageFiles(beam.PTransform):
 
         return (
             pbegin
-            | "Match" >> beam.io.fileio.MatchFiles(self.pattern)
+            | "Match" >> fileio.MatchFiles(self.pattern)
             | "Images" >> beam.Filter(lambda m: m.path.lower().endswith(IMAGE_SUFFIXES))
             | "Spread" >> beam.Reshuffle()
-            | "Read" >> beam.io.fileio.ReadMatches()
+            | "Read" >> fileio.ReadMatches()
             | "Decode" >> beam.Map(to_element)
         )
 
