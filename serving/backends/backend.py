@@ -9,6 +9,7 @@ serves a dimension, slicing and re-normalising, start-up checks) lives here once
 from __future__ import annotations
 
 import abc
+import copy
 import dataclasses
 import re
 import threading
@@ -226,6 +227,32 @@ class ModelBackend(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 (optional hook: nothing to release by default)
         """Release connections; the default backend holds none."""
+
+    def pinned(self, version: int) -> ModelBackend:
+        """This backend with every call sent to model `version` (TF Serving's
+        `ModelSpec.version`, REST `/versions/N`), sharing this one's channel or session.
+
+        The search service pins each (model version, index version) pair this way. The
+        default covers the remote backends (they have `version` and `label` attributes);
+        `LocalModel` loads that version folder instead. `close()` of a pinned copy leaves the
+        shared transport open.
+
+        Raises:
+            ValueError: `version` is not a positive int.
+        """
+        if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 1:
+            raise ValueError(f"Expected a model version >= 1. Received: version={version!r}")
+        version = int(version)
+        if getattr(self, "version", None) == version and getattr(self, "label", None) is None:
+            return self
+        clone = copy.copy(self)
+        clone._lock = threading.Lock()
+        clone._signatures, clone._info, clone._stale = None, None, False
+        clone.version, clone.label = version, None
+        if hasattr(clone, "_resolved"):
+            clone._resolved, clone._resolve_lock = None, threading.Lock()
+        clone.close = lambda: None  # the transport stays with the backend it was pinned from
+        return clone
 
     def __enter__(self):
         return self

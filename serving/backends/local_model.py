@@ -218,6 +218,27 @@ class LocalModel(ModelBackend):
         with open(path) as f:
             return json.load(f)
 
+    def pinned(self, version: int) -> LocalModel:
+        """This model at `version`: itself, or that version folder of the same base path,
+        loaded in-process (a pair of the search service pins it this way).
+
+        Raises:
+            NotFound: the base path holds no such version (or this is a single version folder).
+        """
+        if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 1:
+            raise ValueError(f"Expected a model version >= 1. Received: version={version!r}")
+        if int(version) == self.version and self._loaded is not None:
+            return self
+        try:
+            return LocalModel(
+                self.path,
+                int(version),
+                model_name=self.model_name,
+                required_signatures=self._required,
+            )
+        except FileNotFoundError as e:
+            raise error_from_code("NOT_FOUND", str(e)) from e
+
     def status(self) -> ModelStatus:
         state = "AVAILABLE" if self._loaded is not None else "END"
         return ModelStatus(

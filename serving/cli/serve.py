@@ -19,7 +19,20 @@ def _serve_parser() -> Parser:
         "POST /admin/reload or SIGHUP reloads the index).",
     )
     add_backend_flags(parser)
-    parser.add_argument("--index", required=True, help="index directory from `mrl index build`")
+    parser.add_argument(
+        "--index",
+        required=True,
+        help="index base path from `mrl index build --out BASE` (serves the newest version "
+        "whose model version the backend has AVAILABLE, pinning every call to that model "
+        "version, and switches to newer ones), or an un-versioned index directory",
+    )
+    parser.add_argument(
+        "--index-poll-seconds",
+        type=float,
+        default=2.0,
+        help="seconds between looks for a newer index version (0: only on SIGHUP and "
+        "/admin/reload). Default: 2",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument(
@@ -66,6 +79,8 @@ def _serve(argv: list[str]) -> int:
             raise CommandError(f"{flag} must be >= 1")
     if args.timeout <= 0:
         raise CommandError("--timeout must be > 0")
+    if not args.index_poll_seconds >= 0:
+        raise CommandError("--index-poll-seconds must be >= 0")
     config = ServiceConfig(
         max_body_bytes=args.max_body_bytes,
         max_batch_size=args.max_batch_size,
@@ -74,6 +89,7 @@ def _serve(argv: list[str]) -> int:
         auth_token=read_token(args.auth_token_file),
         allow_version_mismatch=args.allow_version_mismatch,
         workers=args.workers,
+        index_poll_s=args.index_poll_seconds,
     )
     backend = make_backend(args, check=False)
     service = SearchService(backend, args.index, config)
