@@ -1,0 +1,25 @@
+"""`mrl serve --shards URL,...` (serving/cli/serve_shards.py): flag checks (the front itself
+is tested over HTTP in tests/serving/service/test_sharded_front.py)."""
+
+import pytest
+
+from mrl_keras.serving.cli import serve
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--shards", "ftp://a"], "http:// or https://"),
+        (["--shards", ","], "at least one shard URL"),
+        (["--shards", "http://127.0.0.1:1", "--timeout", "0"], "--timeout must be > 0"),
+        (["--shards", "http://127.0.0.1:1", "--max-body-bytes", "0"], "--max-body-bytes must be >= 1"),
+    ],
+)
+def test_bad_front_flags_are_one_line_errors(argv, message, capsys):
+    assert serve.main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_help_names_the_front(capsys):
+    assert serve.main(["--shards", "x", "--help"]) == 0
+    assert "Fan-out front of a sharded index" in capsys.readouterr().out
