@@ -41,8 +41,15 @@ def build_parser() -> Parser:
     parser.add_argument(
         "--model-base-path",
         "--model_base_path",
-        required=True,
         help="folder holding integer version folders (base/1/, base/2/, ...)",
+    )
+    parser.add_argument(
+        "--model-config-file",
+        "--model_config_file",
+        help="a TF Serving model config file (ModelServerConfig text proto, as `mrl export "
+        "--write-model-config` writes): name, base_path, model_version_policy (latest N, "
+        "specific, all) and version_labels of the one model to serve, instead of "
+        "--model-base-path/--model-name/--num-versions/--version-label",
     )
     parser.add_argument(
         "--model-name",
@@ -113,6 +120,31 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `mrl model-server`."""
     args = build_parser().parse_args(argv)
     prog = "mrl model-server"
+    policy = None
+    if args.model_config_file:
+        if args.model_base_path or args.version_label:
+            print(
+                f"{prog}: give --model-config-file or --model-base-path/--version-label, not "
+                "both.",
+                file=sys.stderr,
+            )
+            return 2
+        from mrl_keras.serving.model_server.model_config import read_model_config
+
+        try:
+            model = read_model_config(args.model_config_file)
+        except ValueError as e:
+            print(f"{prog}: {e}", file=sys.stderr)
+            return 2
+        args.model_base_path, args.model_name = model.base_path, model.name
+        policy = model.policy
+        args.version_label = [f"{k}={v}" for k, v in model.version_labels.items()]
+    elif not args.model_base_path:
+        print(
+            f"{prog}: --model-base-path (or --model-config-file) is required (see --help)",
+            file=sys.stderr,
+        )
+        return 2
     if not os.path.isdir(args.model_base_path):
         print(
             f"{prog}: --model-base-path {args.model_base_path!r} is not a folder.", file=sys.stderr
@@ -136,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             poll_interval_s=args.file_system_poll_wait_seconds,
             num_versions=args.num_versions,
             version_labels=labels,
+            version_policy=policy,
             max_batch_size=args.max_batch_size,
             latency_s=args.inject_latency_ms / 1000.0,
             grpc_workers=args.grpc_workers,

@@ -28,6 +28,7 @@ from mrl_keras.serving.backends.errors import (
     error_from_code,
 )
 from mrl_keras.serving.backends.local_model import LocalModel, check_inputs, read_signature_defs
+from mrl_keras.serving.model_server.model_config import VersionPolicy, aspired_versions
 
 logger = logging.getLogger("mrl_keras.serving.model_server.server")
 
@@ -75,6 +76,8 @@ class VersionManager:
         poll_interval_s: float. Seconds between scans of the base path (TF Serving: 1).
         num_versions: int. Serve the newest N versions (TF Serving's `latest{N}` policy).
         version_labels: mapping of label -> version (labels resolve to AVAILABLE versions).
+        version_policy: a `model_config.VersionPolicy` (latest N, specific, all); overrides
+            `num_versions` when given.
     """
 
     def __init__(
@@ -85,6 +88,7 @@ class VersionManager:
         poll_interval_s: float = 1.0,
         num_versions: int = 1,
         version_labels: Mapping[str, int] | None = None,
+        version_policy: VersionPolicy | None = None,
     ):
         if num_versions < 1:
             raise ValueError(f"Expected num_versions >= 1. Received: num_versions={num_versions}")
@@ -96,6 +100,7 @@ class VersionManager:
         self.model_name = model_name
         self.poll_interval_s = float(poll_interval_s)
         self.num_versions = int(num_versions)
+        self.version_policy = version_policy or VersionPolicy("latest", self.num_versions)
         self.version_labels = dict(version_labels or {})
         self._states: dict[int, _VersionState] = {}
         self._cond = threading.Condition()
@@ -138,7 +143,7 @@ class VersionManager:
     def poll_once(self) -> None:
         """One scan: load aspired versions, then unload the others once one is AVAILABLE."""
         with self._poll_lock:
-            aspired = self._versions_on_disk()[-self.num_versions :]
+            aspired = aspired_versions(self.version_policy, self._versions_on_disk())
             for version in aspired:
                 path = os.path.join(self.base_path, str(version))
                 with self._cond:

@@ -29,6 +29,8 @@ class ModelServer:
         poll_interval_s: float. Seconds between scans of the base path.
         num_versions: int. Serve the newest N versions.
         version_labels: dict of label -> version.
+        version_policy: a `model_config.VersionPolicy` (latest N, specific, all), e.g. from a
+            TF Serving model config file; overrides `num_versions`.
         max_batch_size: int or None. Reject larger requests (INVALID_ARGUMENT).
         latency_s: float. Injected delay per Predict (testing deadlines only).
         grpc_workers: int. gRPC worker threads.
@@ -53,6 +55,7 @@ class ModelServer:
         poll_interval_s: float = 1.0,
         num_versions: int = 1,
         version_labels: dict[str, int] | None = None,
+        version_policy=None,
         max_batch_size: int | None = None,
         latency_s: float = 0.0,
         grpc_workers: int = 16,
@@ -79,6 +82,7 @@ class ModelServer:
             poll_interval_s=poll_interval_s,
             num_versions=num_versions,
             version_labels=version_labels,
+            version_policy=version_policy,
         )
         self._grpc_server = None
         self._rest_server = None
