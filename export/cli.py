@@ -83,6 +83,26 @@ def _parser() -> Parser:
     p.add_argument("--no-warmup", action="store_true", help="skip the warmup requests file")
     p.add_argument("--no-verify", action="store_true", help="skip reloading and running the export")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    serving = p.add_argument_group("TF Serving server files (docs/serving_backends.md)")
+    serving.add_argument(
+        "--batching-parameters-file",
+        metavar="PATH",
+        help="also write TF Serving's batching parameters, tuned to the exported model's "
+        "latency measured here at --batch-sizes (for --enable_batching "
+        "--batching_parameters_file=PATH)",
+    )
+    serving.add_argument(
+        "--batch-sizes",
+        default=",".join(str(b) for b in (1, 4, 16, 64, 256)),
+        help="batch sizes whose latency is measured for the batching parameters "
+        "(default 1,4,16,64,256)",
+    )
+    serving.add_argument(
+        "--monitoring-config-file",
+        metavar="PATH",
+        help="also write a monitoring config turning on Prometheus metrics at "
+        "/monitoring/prometheus/metrics (for --monitoring_config_file=PATH)",
+    )
     return p
 
 
@@ -184,6 +204,15 @@ def _run(args: argparse.Namespace) -> int:
         args.calibrate_on
     ):
         raise ValueError("--target-accuracy and --max-expected-dim need --calibrate-on")
+    batch_sizes = _ints(args.batch_sizes, "--batch-sizes")
+    if not batch_sizes or min(batch_sizes) < 1:
+        raise ValueError(f"--batch-sizes expects sizes >= 1. Received: {args.batch_sizes!r}")
+    for flag, path in (
+        ("--batching-parameters-file", args.batching_parameters_file),
+        ("--monitoring-config-file", args.monitoring_config_file),
+    ):
+        if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise ValueError(f"{flag}: the folder of {path!r} does not exist")
     model_path = _model_file(args.model)
     class_names = _class_names(args.class_names)
     holdout = _load_holdout(args.calibrate_on) if args.calibrate_on else None
@@ -240,10 +269,16 @@ def _run(args: argparse.Namespace) -> int:
         holdout_hint = os.path.join(os.path.dirname(model_path), "holdout.npz")
         hint = f" (e.g. --calibrate-on {holdout_hint})" if os.path.isfile(holdout_hint) else ""
         _say(f"cascade uses uncalibrated default thresholds; pass --calibrate-on{hint}")
+    server_files = _write_server_files(args, result.path, batch_sizes)
     if args.json:
         print(
             json.dumps(
-                {"path": result.path, "version": result.version, "metadata": result.metadata}
+                {
+                    "path": result.path,
+                    "version": result.version,
+                    "metadata": result.metadata,
+                    "server_files": server_files,
+                }
             )
         )
     else:
@@ -253,3 +288,30 @@ def _run(args: argparse.Namespace) -> int:
             f"{result.metadata['embedding_dim']})"
         )
     return 0
+
+
+def _write_server_files(
+    args: argparse.Namespace, version_dir: str, batch_sizes: tuple[int, ...]
+) -> dict[str, str]:
+    from mrl_keras.export import serving_files
+
+    written = {}
+    if args.batching_parameters_file:
+        _say(f"measuring serving_default at batch sizes {list(batch_sizes)}")
+        latency = serving_files.measure_batch_latency(version_dir, batch_sizes)
+        choice = serving_files.choose_batching(latency)
+        serving_files.write_text_file(
+            args.batching_parameters_file, serving_files.batching_parameters_text(choice)
+        )
+        _say(
+            f"batching parameters: max_batch_size {choice.max_batch_size}, "
+            f"batch_timeout_micros {choice.batch_timeout_micros} -> "
+            f"{args.batching_parameters_file}"
+        )
+        written["batching_parameters"] = args.batching_parameters_file
+    if args.monitoring_config_file:
+        serving_files.write_text_file(
+            args.monitoring_config_file, serving_files.monitoring_config_text()
+        )
+        written["monitoring_config"] = args.monitoring_config_file
+    return written

@@ -26,6 +26,21 @@ def _parse_labels(values: list[str]) -> dict[str, int]:
     return labels
 
 
+def _server_files(args: argparse.Namespace):
+    """(BatchingParameters or None, MonitoringConfig or None) from the flags."""
+    from mrl_keras.serving.model_server import server_files
+
+    batching = None
+    if args.batching_parameters_file:
+        batching = server_files.read_batching_parameters(args.batching_parameters_file)
+    elif args.enable_batching:
+        batching = server_files.BatchingParameters()
+    monitoring = None
+    if args.monitoring_config_file:
+        monitoring = server_files.read_monitoring_config(args.monitoring_config_file)
+    return batching, monitoring
+
+
 def build_parser() -> Parser:
     parser = Parser(
         prog="mrl model-server",
@@ -101,6 +116,28 @@ def build_parser() -> Parser:
     parser.add_alias("--max-batch-size", "--max-request-batch")
     parser.add_alias("--max_batch_size", "--max-request-batch")
     parser.add_argument(
+        "--enable-batching",
+        "--enable_batching",
+        action="store_true",
+        help="server-side batching as TF Serving's: requests are split into chunks of at most "
+        "max_batch_size rows and queued, and queued chunks run together (TF Serving's defaults "
+        "unless --batching-parameters-file)",
+    )
+    parser.add_argument(
+        "--batching-parameters-file",
+        "--batching_parameters_file",
+        metavar="PATH",
+        help="TF Serving's BatchingParameters text proto (as `mrl export "
+        "--batching-parameters-file` writes); implies --enable-batching",
+    )
+    parser.add_argument(
+        "--monitoring-config-file",
+        "--monitoring_config_file",
+        metavar="PATH",
+        help="TF Serving's MonitoringConfig text proto: Prometheus metrics on the REST port at "
+        "prometheus_config.path",
+    )
+    parser.add_argument(
         "--inject-latency-ms",
         type=float,
         default=0.0,
@@ -124,8 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.model_config_file:
         if args.model_base_path or args.version_label:
             print(
-                f"{prog}: give --model-config-file or --model-base-path/--version-label, not "
-                "both.",
+                f"{prog}: give --model-config-file or --model-base-path/--version-label, not both.",
                 file=sys.stderr,
             )
             return 2
@@ -158,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: both --port and --rest-api-port are 0: nothing to serve.", file=sys.stderr)
         return 2
     try:
+        batching, monitoring = _server_files(args)
         labels = _parse_labels(args.version_label)
         server = ModelServer(
             args.model_base_path,
@@ -172,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
             max_batch_size=args.max_batch_size,
             latency_s=args.inject_latency_ms / 1000.0,
             grpc_workers=args.grpc_workers,
+            batching=batching,
+            monitoring=monitoring,
         )
     except ValueError as e:
         print(f"{prog}: {e}", file=sys.stderr)

@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -107,6 +108,8 @@ class VersionManager:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._poll_lock = threading.Lock()
+        self.batcher: Any = None  # a batching.Batcher: Predicts run through its queue
+        self.metrics: Any = None  # a monitoring.ServerMetrics: Predicts are counted
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -261,7 +264,23 @@ class VersionManager:
                 servable.in_flight -= 1
                 self._cond.notify_all()
 
-    def predict(
+    def predict(self, model_name: str, *args, **kwargs) -> tuple[dict[str, np.ndarray], int, str]:
+        """`_predict` (below), counted in `metrics` when the server keeps metrics."""
+        if self.metrics is None:
+            return self._predict(model_name, *args, **kwargs)
+        start, status = time.monotonic(), "OK"
+        try:
+            return self._predict(model_name, *args, **kwargs)
+        except BackendError as e:
+            status = e.code
+            raise
+        except Exception:
+            status = "INTERNAL"
+            raise
+        finally:
+            self.metrics.observe(model_name, status, time.monotonic() - start)
+
+    def _predict(
         self,
         model_name: str,
         version: int | None,
@@ -311,7 +330,10 @@ class VersionManager:
             budget = time_left()
             if budget is not None and budget <= 0:
                 raise DeadlineExceeded("Deadline Exceeded")
-            outputs = servable.model.run_signature(signature_name, inputs)
+            if self.batcher is not None:
+                outputs = self.batcher.run(servable.model, signature_name, inputs, time_left)
+            else:
+                outputs = servable.model.run_signature(signature_name, inputs)
             return outputs, servable.version, signature_name
 
     def signature_defs(

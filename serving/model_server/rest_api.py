@@ -7,6 +7,7 @@ import json
 import re
 import socket
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -55,6 +56,14 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         path = self.path.split("?", 1)[0]
+        if method == "GET" and self.server.metrics_text and path == self.server.metrics_path:
+            text = self.server.metrics_text().encode()  # Prometheus (--monitoring-config-file)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            self.send_header("Content-Length", str(len(text)))
+            self.end_headers()
+            self.wfile.write(text)
+            return
         try:
             status, payload = 200, self.server.dispatch(method, path, body)
         except BackendError as e:
@@ -80,6 +89,8 @@ class _Handler(BaseHTTPRequestHandler):
 class _RestServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    metrics_path: str | None = None  # set by ModelServer with a monitoring config
+    metrics_text: Callable[[], str] | None = None
 
     def __init__(self, address, manager: VersionManager, *, max_batch_size=None, latency_s=0.0):
         super().__init__(address, _Handler)

@@ -6,13 +6,18 @@ PredictionService.GetModelMetadata, ModelService.GetModelStatus) and REST
 (`/v1/models/{name}[/versions/{n}|/labels/{l}][:predict|/metadata]`), with TF Serving's
 version lifecycle (1 s polling, availability-preserving loads) and its error codes and
 messages. **Production should use `tensorflow/serving`**: this server runs models in Python,
-has no request batching, and is tested only against this project's SavedModels.
+batches only when given TF Serving's batching parameters (`batching.py`), and is tested only
+against this project's SavedModels.
 """
 
 from __future__ import annotations
 
 import threading
 from concurrent import futures
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mrl_keras.serving.model_server.server_files import BatchingParameters, MonitoringConfig
 
 MAX_MESSAGE_BYTES = 2**31 - 1
 
@@ -34,6 +39,10 @@ class ModelServer:
         max_batch_size: int or None. Reject larger requests (INVALID_ARGUMENT).
         latency_s: float. Injected delay per Predict (testing deadlines only).
         grpc_workers: int. gRPC worker threads.
+        batching: `server_files.BatchingParameters` or None. Server-side batching that splits
+            and queues (`batching.Batcher`); None runs each request as it comes.
+        monitoring: `server_files.MonitoringConfig` or None. With `enable`, Prometheus
+            metrics on the REST port at its `path`.
 
     Example:
 
@@ -59,6 +68,8 @@ class ModelServer:
         max_batch_size: int | None = None,
         latency_s: float = 0.0,
         grpc_workers: int = 16,
+        batching: BatchingParameters | None = None,
+        monitoring: MonitoringConfig | None = None,
     ):
         from mrl_keras.serving.model_server.manager import VersionManager
 
@@ -84,6 +95,20 @@ class ModelServer:
             version_labels=version_labels,
             version_policy=version_policy,
         )
+        if monitoring is not None and monitoring.enable and rest_api_port is None:
+            raise ValueError(
+                "Prometheus metrics are served on the REST port, which is disabled: "
+                "give a REST port or leave the monitoring config out."
+            )
+        if batching is not None:
+            from mrl_keras.serving.model_server.batching import Batcher
+
+            self.manager.batcher = Batcher(batching)
+        self.monitoring = monitoring if monitoring is not None and monitoring.enable else None
+        if self.monitoring is not None:
+            from mrl_keras.serving.model_server.monitoring import ServerMetrics
+
+            self.manager.metrics = ServerMetrics()
         self._grpc_server = None
         self._rest_server = None
         self._rest_thread = None
@@ -127,6 +152,10 @@ class ModelServer:
                     f"{e.strerror or e}. Choose another with --rest-api-port."
                 ) from e
             self.rest_port = self._rest_server.server_address[1]
+            if self.monitoring is not None:
+                metrics, batcher = self.manager.metrics, self.manager.batcher
+                self._rest_server.metrics_path = self.monitoring.path
+                self._rest_server.metrics_text = lambda: metrics.render(batcher)
         if self.port is not None:
             self._grpc_server = grpc.server(
                 futures.ThreadPoolExecutor(max_workers=self.grpc_workers),
@@ -151,6 +180,8 @@ class ModelServer:
                     f"Cannot bind gRPC to {self.host}:{self.port}: the port is in use (or the "
                     "address is not local). Choose another with --port."
                 )
+        if self.manager.batcher is not None:
+            self.manager.batcher.start()
         self.manager.start()
         if self._grpc_server is not None:
             self._grpc_server.start()
@@ -182,6 +213,8 @@ class ModelServer:
             self._rest_server.server_close()
             self._rest_server = None
         self.manager.stop()
+        if self.manager.batcher is not None:
+            self.manager.batcher.stop()
 
     def wait(self) -> None:
         """Blocks until the gRPC server terminates (or forever for REST only)."""

@@ -150,3 +150,51 @@ def test_old_flag_names_are_hidden_aliases(old, new, capsys):
     assert vars(parser.parse_args(required + old)) == vars(parser.parse_args(required + new))
     assert f"{old[0]} is renamed {new[0]}" in capsys.readouterr().err
     assert f"{old[0]} " not in parser.format_help()
+
+
+def test_server_files_load_in_the_dev_server_which_splits_an_over_size_request(
+    run_dir, tmp_path, capsys
+):
+    import requests
+
+    from mrl_keras.serving import LocalModel, ModelServer
+    from mrl_keras.serving.model_server.server_files import (
+        read_batching_parameters,
+        read_monitoring_config,
+    )
+
+    base, batching, monitoring = tmp_path / "m", tmp_path / "batching.txt", tmp_path / "mon.cfg"
+    argv = ["--model", str(run_dir / "model.keras"), "--model-base-path", str(base)]
+    argv += ["--batching-parameters-file", str(batching), "--batch-sizes", "1,2,8"]
+    argv += ["--monitoring-config-file", str(monitoring), "--no-warmup", "--json"]
+    assert main(argv) == 0
+    assert '"server_files"' in capsys.readouterr().out
+    params = read_batching_parameters(str(batching))
+    assert params.max_batch_size in (1, 2, 8)
+    assert params.allowed_batch_sizes[-1] == params.max_batch_size
+    server = ModelServer(
+        str(base),
+        "m",
+        port=None,
+        rest_api_port=0,
+        batching=params,
+        monitoring=read_monitoring_config(str(monitoring)),
+    ).start(wait_for_model_s=60)
+    try:
+        x = random_inputs(2 * params.max_batch_size + 1, seed=9)
+        reply = requests.post(
+            f"{server.rest_url}/v1/models/m:predict",
+            json={"signature_name": "embed_16", "instances": x.tolist()},
+            timeout=60,
+        )
+        assert reply.status_code == 200, reply.text
+        got = np.asarray(reply.json()["predictions"], np.float32)
+        expected = LocalModel(str(base)).embed(x, 16).embeddings
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+        assert server.manager.batcher.batches >= 3  # split into chunks of max_batch_size
+        metrics = requests.get(f"{server.rest_url}/monitoring/prometheus/metrics", timeout=10)
+        assert metrics.status_code == 200
+        assert ':tensorflow:serving:request_count{model_name="m",status="OK"} 1' in metrics.text
+        assert f"mrl_model_server_batched_rows_total {len(x)}" in metrics.text
+    finally:
+        server.stop()

@@ -130,3 +130,24 @@ def test_max_batch_size_is_a_hidden_alias_of_max_request_batch(old, capsys):
     assert args.max_batch_size == 5
     assert f"{old} is renamed --max-request-batch" in capsys.readouterr().err
     assert old not in parser.format_help()
+
+
+@pytest.mark.parametrize(
+    "extra, reason",
+    [
+        (["--batching-parameters-file", "/does/not/exist"], "Cannot read the batching parameters"),
+        (["--monitoring-config-file", "/does/not/exist"], "Cannot read the monitoring config"),
+    ],
+)
+def test_bad_server_files_exit_2_with_one_line(extra, reason, tmp_path, capsys):
+    assert main(["--model-base-path", str(tmp_path), *extra]) == 2
+    err = capsys.readouterr().err
+    assert reason in err and err.count("\n") == 1
+
+
+def test_metrics_need_the_rest_port(tmp_path, capsys):
+    config = tmp_path / "monitoring.config"
+    config.write_text("prometheus_config { enable: true }\n")
+    argv = ["--model-base-path", str(tmp_path), "--monitoring-config-file", str(config)]
+    assert main([*argv, "--rest-api-port", "0"]) == 2
+    assert "served on the REST port" in capsys.readouterr().err
