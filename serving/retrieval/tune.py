@@ -285,6 +285,7 @@ def tune_index(
     batch_size: int = 256,
     seed: int = 0,
     progress=None,
+    exact: np.ndarray | None = None,
 ) -> TuneResult:
     """Finds the cheapest search config of `index` whose recall@k meets `target_recall`.
 
@@ -307,6 +308,8 @@ def tune_index(
         batch_size: queries per batched search call while timing.
         seed: seeds the query sample and the held-out split.
         progress: optional callable `progress(points_done, text)`.
+        exact: the exact top-k rows `(n, k)` of the given `queries`, when already computed
+            (e.g. to tune one index at several targets); None computes them.
 
     Returns:
         A `TuneResult` (`render()` prints the Pareto front; `search_defaults()` is what
@@ -375,7 +378,15 @@ def tune_index(
             "leaves, funnel."
         )
     search_k = k + 1 if self_rows is not None else k
-    exact = exact_topk_store(index, q, search_k)
+    if exact is not None:
+        if self_rows is not None or np.shape(exact) != (n, k):
+            raise ValueError(
+                f"Expected exact of shape {(n, k)} with given queries. Received: "
+                f"{np.shape(exact)}{' with sample' if self_rows is not None else ''}"
+            )
+        exact = np.asarray(exact, dtype=np.int64)
+    else:
+        exact = exact_topk_store(index, q, search_k)
     if self_rows is not None:
         exact = _drop_self(exact, self_rows, k)
     perm = rng.permutation(n)

@@ -1,0 +1,320 @@
+"""Auto-tuned adaptive retrieval against peers tuned over grids, on data we did not design.
+
+Datasets: real MRL embeddings (`--data cjk-corpus`: CJK glyph renders over every train face
+with seeded augmentation, embedded by the CJK-1000 model, queries from held-out faces; see
+`benchmarks/cjk_corpus.py`) and a generator family (`--data family`: `benchmarks/synthetic.py`
+at every spectral decay `--alphas` x cluster noise `--noises`). Contenders (one search thread
+each, CPU-time QPS, the same process): brute force; single-shot ScaNN at full d (AH 2 and 4
+dims per block x leaves x reorder); FAISS HNSW at full d (efSearch swept); truncate-then-single-
+shot (ScaNN and HNSW over the re-normalised `z[:m]`); FAISS IVF-PQ + IndexRefineFlat; and our AR
+with its config chosen by `AdaptiveIndex.tune` (the auto-tuner) at recall 0.90/0.95/0.98 on
+tuning queries disjoint from the benchmark queries. Reports, per dataset and target, each
+family's best QPS, AR's ratio against each, AR's bytes touched per query and the physical limit
+(bytes / single-thread read bandwidth).
+
+Usage (from the repository root):
+
+    python -m benchmarks.retrieval_peers --data cjk-corpus --n 1000000
+    python -m benchmarks.retrieval_peers --data family --n 50000 --d 512
+    python -m benchmarks.retrieval_peers --quick          # smoke run (CI)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if __name__ == "__main__":
+    for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from benchmarks import (
+    common,  # noqa: E402
+    peers,  # noqa: E402
+    synthetic,  # noqa: E402
+)
+from benchmarks import contenders as ct  # noqa: E402
+from benchmarks import retrieval_data as rd  # noqa: E402
+
+TARGETS = (0.90, 0.95, 0.98)
+METHODS = ("exact", "ar", "scann", "trunc-scann", "ivfpq", "trunc-hnsw", "hnsw")
+FAMILIES = {
+    "exact": "brute force",
+    "scann": "ScaNN full d",
+    "hnsw": "HNSW full d",
+    "trunc": "truncate + single-shot",
+    "ivfpq": "IVF-PQ + refine",
+    "ar": "AR (auto-tuned)",
+}
+
+
+def family_of(method: str) -> str:
+    if method.startswith("exact"):
+        return "exact"
+    if method.startswith("truncate"):
+        return "trunc"
+    if method.startswith("ScaNN"):
+        return "scann"
+    if method.startswith("FAISS HNSW"):
+        return "hnsw"
+    if method.startswith("FAISS IVF"):
+        return "ivfpq"
+    return "ar"
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.retrieval_peers", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument("--data", default="family", choices=("family", "cjk-corpus"))
+    p.add_argument("--n", type=int, default=50_000)
+    p.add_argument("--d", type=int, default=512, help="family: dimension")
+    p.add_argument("--classes", type=int, default=1000, help="family: classes")
+    p.add_argument(
+        "--alphas", default="0.6,1.2,2.0", help="family: spectral decays (slow,current,fast)"
+    )
+    p.add_argument("--noises", default="0.8,1.6", help="family: within-class noise levels")
+    p.add_argument("--queries", type=int, default=500)
+    p.add_argument("--tune-queries", type=int, default=600)
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--trunc-dims", default="64,128,256", help="m of the truncate peers")
+    p.add_argument("--ar-dims", default="16,32", help="D_s of the AR indexes (one index each)")
+    p.add_argument("--ar-store", default="bfloat16", choices=("float32", "bfloat16", "int8"))
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--build-threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--latency-queries", type=int, default=20)
+    p.add_argument("--exact-queries", type=int, default=100)
+    p.add_argument(
+        "--hnsw-max-n", type=int, default=1_000_000, help="skip full-d HNSW above this N"
+    )
+    p.add_argument("--cache", type=Path, default=common.DEFAULT_CACHE)
+    p.add_argument("--results-dir", type=Path, default=None)
+    p.add_argument("--no-results", action="store_true")
+    p.add_argument("--quick", action="store_true", help="smoke: n=3000, d=64, 2 family members")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.n, args.d, args.classes, args.queries, args.tune_queries = 1500, 32, 20, 40, 60
+        args.alphas, args.noises, args.trunc_dims, args.ar_dims = "1.2", "0.8", "16", "8"
+        args.repeats, args.latency_queries, args.exact_queries = 1, 2, 20
+        args.no_results = args.results_dir is None
+    unknown = set(args.methods.split(",")) - set(METHODS)
+    if unknown:
+        p.error(f"unknown --methods {sorted(unknown)}; expected a subset of {METHODS}")
+    if min(args.n, args.d, args.queries, args.tune_queries) < 1:
+        p.error("--n, --d, --queries and --tune-queries must be >= 1")
+    if args.results_dir is None:
+        args.results_dir = common.BENCH_DIR
+    return args
+
+
+def datasets(args):
+    """Yields `(Dataset, tune_queries)`."""
+    if args.data == "cjk-corpus":
+        from benchmarks import cjk_corpus
+
+        total = args.queries + args.tune_queries
+        folder = cjk_corpus.build_corpus(args.n, total, args.cache)
+        db, labels, q, ql, status = cjk_corpus.load_corpus(args.cache, total)
+        db = db[: args.n]
+        labels = labels[: args.n]
+        ds = rd.Dataset(
+            name=f"real MRL embeddings: CJK renders ({len(db):,} x {db.shape[1]}, 1,000 classes)",
+            db=db,
+            db_labels=labels,
+            queries=q[: args.queries],
+            query_labels=ql[: args.queries],
+            notes=(
+                f"model {status['model']}; {status['rows']:,} renders over "
+                f"{len(status['train_faces'])} train faces, queries from "
+                f"{len(status['test_faces'])} held-out faces; render {status['render_s']:.0f} s, "
+                f"embed {status['embed_s']:.0f} s (cached at {folder})"
+            ),
+        )
+        yield ds, q[args.queries :]
+        return
+    for alpha in (float(a) for a in args.alphas.split(",")):
+        for noise in (float(x) for x in args.noises.split(",")):
+            kw = {"alpha": alpha, "noise": noise}
+            db, labels = synthetic.generate(args.n, args.d, args.classes, **kw)
+            q, ql = synthetic.generate(
+                args.queries, args.d, args.classes, stream=synthetic.QUERY_STREAM, **kw
+            )
+            tq, _ = synthetic.generate(
+                args.tune_queries, args.d, args.classes, stream=synthetic.QUERY_STREAM + 1, **kw
+            )
+            ds = rd.Dataset(
+                name=f"family alpha={alpha:g} noise={noise:g} ({args.n:,} x {args.d}, {args.classes} classes)",
+                db=db,
+                db_labels=labels,
+                queries=q,
+                query_labels=ql,
+                notes=f"benchmarks/synthetic.py alpha={alpha}, j0={synthetic.DEFAULT_J0}, noise={noise}, seed 0",
+            )
+            yield ds, tq
+
+
+def make_contenders(method, ds, tune_q, args, work):
+    n, d = ds.db.shape
+    t, nl = args.threads, ct.default_num_leaves(n)
+    trunc = [int(m) for m in args.trunc_dims.split(",") if 0 < int(m) < d]
+    if method == "exact":
+        return [ct.Exact(ds.db, t)]
+    if method == "scann":
+        return [peers.ScannFullAH(ds.db, t, nl, work, b) for b in (2, 4)]
+    if method == "hnsw":
+        return [ct.FaissHnsw(ds.db, t)] if n <= args.hnsw_max_n else []
+    if method == "trunc-scann":
+        return [peers.TruncateScann(ds.db, t, nl, work, m) for m in trunc]
+    if method == "trunc-hnsw":
+        return [peers.TruncateHnsw(ds.db, t, m) for m in trunc]
+    if method == "ivfpq":
+        return [peers.IvfPqRefine(ds.db, t)]
+    return [
+        peers.TunedAdaptive(ds.db, t, int(m), work, tune_q, store_dtype=args.ar_store)
+        for m in args.ar_dims.split(",")
+        if 0 < int(m) < d
+    ]
+
+
+def summarize(rows, bandwidth_gbs):
+    """Per target: best CPU-time QPS of each family, AR's ratios, bytes and physical limit."""
+    out = []
+    for target in TARGETS:
+        best: dict[str, dict] = {}
+        for r in rows:
+            f = family_of(r["method"])
+            if r["recall"] >= target and (f not in best or r["qps_cpu"] > best[f]["qps_cpu"]):
+                best[f] = r
+        ar = best.get("ar")
+        entry = {"target": target, "best": best}
+        if ar is not None:
+            limit_qps = bandwidth_gbs * 1e9 / max(ar["bytes_touched"], 1.0)
+            entry["ar_limit_qps"] = limit_qps
+            entry["ratios"] = {
+                f: ar["qps_cpu"] / r["qps_cpu"] for f, r in best.items() if f != "ar"
+            }
+        out.append(entry)
+    return out
+
+
+def render(run) -> str:
+    lines = [
+        f"### {run['dataset']}",
+        "",
+        run["notes"],
+        "",
+        f"- Command: `{run['command']}`",
+        f"- Date: {run['date']}; wall {run['wall_s']:.0f} s; single-thread read bandwidth "
+        f"{run['bandwidth_gbs']:.1f} GB/s; {run['machine']['cpu']}, load at start "
+        f"{run['machine']['load_avg_1m_at_start']}",
+        "",
+    ]
+    header = (
+        ["recall@10 >="]
+        + [FAMILIES[f] for f in FAMILIES]
+        + ["AR bytes/query", "AR physical limit (QPS)", "AR / limit"]
+    )
+    table = []
+    for e in run["summary"]:
+        row = [f"{e['target']:.2f}"]
+        ar = e["best"].get("ar")
+        for f in FAMILIES:
+            r = e["best"].get(f)
+            if r is None:
+                row.append("never")
+            elif f == "ar" or ar is None:
+                row.append(f"{r['qps_cpu']:,.0f} ({r['recall']:.3f})")
+            else:
+                row.append(
+                    f"{r['qps_cpu']:,.0f} ({r['recall']:.3f}) -> AR {ar['qps_cpu'] / r['qps_cpu']:.1f}x"
+                )
+        if ar is not None:
+            row += [
+                f"{ar['bytes_touched'] / 1e3:,.0f} kB",
+                f"{e['ar_limit_qps']:,.0f}",
+                f"{e['ar_limit_qps'] / ar['qps_cpu']:.1f}x below",
+            ]
+        else:
+            row += ["-", "-", "-"]
+        table.append(row)
+    lines.append(common.md_table(header, table))
+    lines.append("")
+    lines.append(
+        "Best configs (CPU-time QPS at the recall in brackets; `never`: no config of the "
+        "grid reached it):"
+    )
+    for e in run["summary"]:
+        for f, r in e["best"].items():
+            lines.append(f"- {e['target']:.2f} {FAMILIES[f]}: {r['method']} {r['config']}")
+    if run["skipped"]:
+        lines.append("")
+        lines += [f"- skipped: {s}" for s in run["skipped"]]
+    return "\n".join(lines)
+
+
+def run_dataset(ds, tune_q, args, argv, work):
+    from benchmarks.retrieval import memory_bandwidth_gbs, run_contender
+
+    started = time.time()
+    ds.gt = rd.ground_truth(ds, args.cache)
+    rows: list[dict[str, Any]] = []
+    skipped = []
+    for method in args.methods.split(","):
+        made = make_contenders(method, ds, tune_q, args, work)
+        if method == "hnsw" and not made:
+            skipped.append(
+                f"FAISS HNSW at full d: n={ds.db.shape[0]:,} > --hnsw-max-n {args.hnsw_max_n:,}"
+            )
+        for c in made:
+            c.build_threads = args.build_threads
+            try:
+                rows.extend(run_contender(c, ds, args))
+            except ImportError as e:
+                skipped.append(f"{c.name}: {e}")
+            # what was measured so far survives a later contender's death (memory, time)
+            common.save_json(work / "partial_rows.json", {"dataset": ds.name, "rows": rows})
+    run = {
+        "dataset": ds.name,
+        "notes": ds.notes,
+        "n": int(ds.db.shape[0]),
+        "d": int(ds.db.shape[1]),
+        "queries": int(len(ds.queries)),
+        "tune_queries": int(len(tune_q)),
+        "command": common.command_line(argv, "benchmarks.retrieval_peers"),
+        "date": common.utc_now(),
+        "wall_s": round(time.time() - started, 1),
+        "machine": common.machine(),
+        "bandwidth_gbs": memory_bandwidth_gbs(),
+        "rows": rows,
+        "skipped": skipped,
+    }
+    run["summary"] = summarize(rows, run["bandwidth_gbs"])
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    work = args.cache / "work_peers"
+    work.mkdir(parents=True, exist_ok=True)
+    texts = []
+    for ds, tune_q in datasets(args):
+        common.log(f"== {ds.name}")
+        run = run_dataset(ds, tune_q, args, argv, work)
+        text = render(run)
+        print(text, flush=True)
+        texts.append(text)
+        if not args.no_results:
+            slug = "".join(ch if ch.isalnum() else "-" for ch in ds.name.split("(")[0]).strip("-")
+            common.save_json(args.results_dir / "results" / f"peers_{slug}_{run['n']}.json", run)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
