@@ -44,6 +44,7 @@ def loaded_after(statement: str) -> set[str]:
         ("import mrl_keras.export.metadata", set()),
         ("import mrl_keras.training", set()),
         ("import mrl_keras.demo", set()),
+        ("import mrl_keras.pipelines", set()),
         ("import mrl_keras.serving", set()),
         ("import mrl_keras.serving.retrieval.index", set()),
         ("import mrl_keras.retrieval_metrics", set()),
@@ -94,7 +95,14 @@ def test_keras_objects_register_on_demand():
 
 @pytest.mark.parametrize(
     "package",
-    ["mrl_keras", "mrl_keras.training", "mrl_keras.export", "mrl_keras.serving", "mrl_keras.demo"],
+    [
+        "mrl_keras",
+        "mrl_keras.training",
+        "mrl_keras.export",
+        "mrl_keras.serving",
+        "mrl_keras.demo",
+        "mrl_keras.pipelines",
+    ],
 )
 def test_every_public_name_resolves(package):
     import importlib
