@@ -17,12 +17,10 @@ STYLE = {
 
 
 def _pyplot():
-    import matplotlib
+    from mrl_keras.optional import require
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    require("matplotlib", "mrl demo's figures").use("Agg")
+    return require("matplotlib.pyplot", "mrl demo's figures")
 
 
 def _size_plot(results, data, ylabel, title, path):

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-time setup on a fresh Debian machine: system packages and a virtual environment in .venv
-# with mrl-keras installed (editable) and its dev extras (test, bench, text, beam). Safe to run again.
+# with mrl-keras installed (editable) and its dev extras (test, bench, text, beam, and plots,
+# cjk, tfds: the optional features CI tests). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +22,7 @@ if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv"
   "$PYTHON" -m venv .venv
 fi
-if ! .venv/bin/python -c "import mrl_keras, tensorflow, scann, tensorflow_serving, faiss, pytest, apache_beam" >/dev/null 2>&1 \
+if ! .venv/bin/python -c "import mrl_keras, tensorflow, scann, tensorflow_serving, faiss, pytest, apache_beam, matplotlib, fontTools, tensorflow_datasets" >/dev/null 2>&1 \
    || [ pyproject.toml -nt .venv/.mrl-installed ]; then
   echo "[setup] pip install -e '.[dev]' (TensorFlow, ScaNN, ... a few minutes the first time)"
   .venv/bin/python -m pip install -q --upgrade pip

@@ -144,7 +144,9 @@ def available_faces(fonts: str | list[str] | None = None, font_root: str = FONT_
 
 
 def _coverage(face: Face) -> set[int]:
-    from fontTools.ttLib import TTFont
+    from mrl_keras.optional import require
+
+    TTFont = require("fontTools.ttLib", "The CJK glyph dataset").TTFont
 
     font = TTFont(face.path, fontNumber=face.index, lazy=True)
     try:

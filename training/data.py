@@ -89,8 +89,9 @@ def load_fashion_mnist(data_dir: str | None = None) -> dict[str, np.ndarray]:
     if not missing:
         return {k: read_idx(p) for k, p in paths.items()}
     try:
-        import tensorflow_datasets as tfds
+        from mrl_keras.optional import require
 
+        tfds = require("tensorflow_datasets", "Fashion-MNIST from TFDS")
         out = {}
         for split in ("train", "test"):
             x, y = tfds.as_numpy(
@@ -200,7 +201,9 @@ def _preprocess_fn(in_shape, out_shape):
 
 
 def _from_tfds(name, data_dir, holdout, seed, max_train, max_test, image_size, channels):
-    import tensorflow_datasets as tfds
+    from mrl_keras.optional import require
+
+    tfds = require("tensorflow_datasets", f"The TFDS dataset {name!r}")
 
     try:
         builder = tfds.builder(name, data_dir=data_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Any
 
 METHOD_ORDER = ("MRL", "MRL-E", "FF", "SVD", "Random")
@@ -97,10 +98,10 @@ def _groups(result: dict[str, Any], key: str, label: str) -> list[Any]:
 def plot(
     result: dict[str, Any], metric: str, path: str, title: str, rows: list | None = None
 ) -> None:
-    import matplotlib
+    from mrl_keras.optional import require
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    require("matplotlib", "mrl evaluate's PNG plots").use("Agg")
+    plt = require("matplotlib.pyplot", "mrl evaluate's PNG plots")
 
     rows = result["rows"] if rows is None else rows
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
@@ -130,6 +131,15 @@ def write_report(result: dict[str, Any], out: str) -> None:
         json.dump(result, f, indent=2)
     with open(os.path.join(out, "evaluation.md"), "w") as f:
         f.write(markdown(result))
+    from mrl_keras.optional import available
+
+    if not available("matplotlib"):  # the tables are written; the figures need the extra
+        print(
+            "mrl evaluate: PNG plots skipped: matplotlib is not installed "
+            "(pip install 'mrl-keras[plots]')",
+            file=sys.stderr,
+        )
+        return
     plot(result, "1nn_top1", os.path.join(out, "plot_1nn.png"), "1-NN top-1")
     if any("linear_probe_top1" in r for r in result["rows"]):
         plot(

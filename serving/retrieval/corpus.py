@@ -63,12 +63,9 @@ def load_dataset_split(
             if all(p.is_file() for p in paths):
                 images = _read_idx(paths[0])[..., None]
                 return images, _read_idx(paths[1]).astype(np.int64)
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError as e:  # pragma: no cover
-        raise ValueError(
-            f"Dataset {name!r} needs tensorflow-datasets: pip install tensorflow-datasets"
-        ) from e
+    from mrl_keras.optional import require
+
+    tfds = require("tensorflow_datasets", f"The dataset {name!r} (not on disk)")
     try:
         images, labels = tfds.as_numpy(
             tfds.load(name, split=split, batch_size=-1, as_supervised=True, data_dir=data_dir)

@@ -54,3 +54,14 @@ def test_write_report_writes_json_markdown_and_plots(tmp_path):
     for name in ("plot_1nn.png", "plot_robustness_noise.png", "plot_few_shot_5.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not (tmp_path / "plot_linear_probe.png").exists()
+
+
+def test_without_matplotlib_the_tables_are_written_and_the_plots_skipped(
+    tmp_path, monkeypatch, capsys
+):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as in a core-only install
+    report.write_report(_result(), str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evaluation.json", "evaluation.md"]
+    assert "pip install 'mrl-keras[plots]'" in capsys.readouterr().err

@@ -109,3 +109,13 @@ def test_offline_tfds_name_says_it_could_not_download(tmp_path):
 
     with pytest.raises(ValueError, match=r"TFDS could not download 'mnist' \(no network\?\)"):
         load_data("mnist", data_dir=str(tmp_path / "tfds"))
+
+
+def test_a_tfds_name_without_tensorflow_datasets_names_the_extra(monkeypatch):
+    import sys
+
+    from mrl_keras.training.data import load_data
+
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # a core-only install
+    with pytest.raises(ValueError, match=r"pip install 'mrl-keras\[tfds\]'"):
+        load_data("cifar10")
