@@ -7,9 +7,10 @@ re-hashed) and whose sealed manifest carries `search_defaults` (what `AdaptiveRe
 uses when a request names none), `tuning` (what was measured) and a new `index_version` (the
 content hash of the files *and* the defaults, so two tunings of one build differ), with
 `tuned_from` naming the version it came from. Where the index lives in a versioned base path
-(`indexes/NAME/<integer version>/`), the result is the next integer version beside it and the
-tuned version stays as it was; otherwise it replaces `out_dir` (default: the index directory
-itself) atomically, like `build_index`.
+(`indexes/NAME/<integer version>/`, `index_versions.py`; the base path itself is accepted and
+means its newest version), the result is published as the next integer version there, under
+the base's publish lock and read-only, and the tuned version stays as it was; otherwise it
+replaces `out_dir` (default: the index directory itself) atomically, like a legacy build.
 """
 
 from __future__ import annotations
@@ -22,17 +23,22 @@ from pathlib import Path
 from typing import Any
 
 from mrl_keras.atomic_publish import fsync_tree, make_temp_dir, publish_directory
-from mrl_keras.serving.retrieval.manifest import MANIFEST_NAME, read_manifest, seal_manifest
+from mrl_keras.serving.retrieval import index_versions
+from mrl_keras.serving.retrieval.manifest import (
+    MANIFEST_NAME,
+    IndexIntegrityError,
+    read_manifest,
+    seal_manifest,
+)
 
-__all__ = ["next_version_dir", "publish_tuned"]
+__all__ = ["versioned_base", "publish_tuned"]
 
 
-def next_version_dir(index_dir: Path) -> Path | None:
-    """`base/<max + 1>` when `index_dir` is `base/<integer>` (a versioned layout), else None."""
-    if not index_dir.name.isdigit():
-        return None
-    versions = [int(p.name) for p in index_dir.parent.iterdir() if p.name.isdigit() and p.is_dir()]
-    return index_dir.parent / str(max(versions) + 1)
+def versioned_base(index_dir: Path) -> Path | None:
+    """The versioned base path `index_dir` belongs to (`base/<integer>`), else None."""
+    if index_dir.name.isdigit() and index_versions.is_versioned_base(index_dir.parent):
+        return index_dir.parent
+    return None
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -52,12 +58,12 @@ def publish_tuned(
     """Publishes `index_dir` with `search_defaults` in its manifest as a new index version.
 
     Args:
-        index_dir: a published index directory.
+        index_dir: a published index directory, or a versioned base path (its newest version).
         search_defaults: `{"shortlist_size", "leaves_to_search", "rerank_dim" | "funnel"}`
             (`TuneResult.search_defaults()`).
         tuning: what the tuner measured (`TuneResult.tuning_record()`), recorded as is.
-        out_dir: where to publish. Default: the next integer version in a versioned layout,
-            else `index_dir` itself (replaced atomically).
+        out_dir: where to publish (a plain directory, replaced atomically). Default: the next
+            integer version in a versioned layout, else `index_dir` itself.
 
     Returns:
         The published directory.
@@ -65,20 +71,23 @@ def publish_tuned(
     Raises:
         ValueError: unknown keys in `search_defaults`, or `index_dir` is not an index.
     """
-    index_dir = Path(index_dir).absolute()
-    allowed = {"shortlist_size", "leaves_to_search", "rerank_dim", "funnel"}
+    allowed = {"shortlist_size", "leaves_to_search", "rerank_dim", "funnel", "shortlist_dim"}
     if not isinstance(search_defaults, dict) or set(search_defaults) - allowed:
         raise ValueError(
             f"Expected search_defaults with keys among {sorted(allowed)}. Received: "
             f"{search_defaults!r}"
         )
+    try:
+        index_dir, _ = index_versions.resolve_index_dir(Path(index_dir).absolute())
+    except FileNotFoundError as e:
+        raise IndexIntegrityError(f"Not an index directory: {e}") from e
     manifest = read_manifest(index_dir)
-    if out_dir is not None:
-        target = Path(out_dir).absolute()
-    else:
-        target = next_version_dir(index_dir) or index_dir
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(make_temp_dir(target.parent, f".{target.name}.tmp-{os.getpid()}-"))
+    base = versioned_base(index_dir) if out_dir is None else None
+    target = index_dir if out_dir is None else Path(out_dir).absolute()
+    parent = base if base is not None else target.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    prefix = index_versions.BUILD_TMP_PREFIX if base is not None else f".{target.name}.tmp-"
+    tmp = Path(make_temp_dir(parent, f"{prefix}{os.getpid()}-"))
     try:
         for name in manifest["files"]:
             _link_or_copy(index_dir / name, tmp / name)
@@ -86,17 +95,29 @@ def publish_tuned(
         content = hashlib.sha256(
             json.dumps([manifest["files"], defaults], sort_keys=True).encode()
         ).hexdigest()
+        build_id = index_versions.new_build_id()
         new = dict(manifest)
         new.pop("manifest_sha256", None)
+        new.pop("version", None)
         new.update(
-            index_version=content[:16],
+            index_version=content[:16] if base is None else build_id,
+            build_id=build_id,
             search_defaults=defaults,
             tuning=tuning or {},
             tuned_from=manifest["index_version"],
         )
-        (tmp / MANIFEST_NAME).write_bytes(seal_manifest(new))
-        fsync_tree(tmp)
-        publish_directory(tmp, target)
+
+        def seal(version: int | None) -> None:
+            if version is not None:
+                new.update(version=version, index_version=f"{version}-{build_id}")
+            (tmp / MANIFEST_NAME).write_bytes(seal_manifest(new))
+
+        if base is not None:
+            target, _ = index_versions.publish_version(base, tmp, seal)
+        else:
+            seal(None)
+            fsync_tree(tmp)
+            publish_directory(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

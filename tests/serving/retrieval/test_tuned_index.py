@@ -10,7 +10,7 @@ from tuning_testing import clustered
 
 from mrl_keras.serving import AdaptiveIndex, AdaptiveRetriever, build_index
 from mrl_keras.serving.retrieval.manifest import IndexIntegrityError, read_manifest
-from mrl_keras.serving.retrieval.tuned_index import next_version_dir, publish_tuned
+from mrl_keras.serving.retrieval.tuned_index import publish_tuned, versioned_base
 
 DEFAULTS = {"shortlist_size": 40, "leaves_to_search": 3, "rerank_dim": 32}
 
@@ -41,16 +41,22 @@ def test_publish_in_place_is_a_new_verified_version(built, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries left
 
 
-def test_versioned_layout_gets_the_next_version(built, tmp_path):
-    _, path = built
-    v1 = tmp_path / "indexes" / "cjk" / "1"
-    v1.parent.mkdir(parents=True)
-    publish_tuned(path, {}, out_dir=v1)  # a plain copy as version 1
-    assert next_version_dir(v1) == v1.parent / "2"
+def test_versioned_layout_gets_the_next_version(tmp_path):
+    base = tmp_path / "indexes" / "demo"
+    v1 = build_index(
+        base, clustered(300), shortlist_dim=8, scann_options={"num_leaves": 1}, versioned=True
+    )
+    assert v1 == base / "1" and versioned_base(v1) == base
     v2 = publish_tuned(v1, DEFAULTS)
-    assert v2 == v1.parent / "2"
-    assert "search_defaults" in read_manifest(v2) and read_manifest(v1)["search_defaults"] == {}
+    assert v2 == base / "2"
+    new = read_manifest(v2)
+    assert new["version"] == 2 and new["index_version"].startswith("2-")
+    assert new["search_defaults"] == DEFAULTS and "search_defaults" not in read_manifest(v1)
     assert os.stat(v1 / "rerank.npy").st_ino == os.stat(v2 / "rerank.npy").st_ino  # linked
+    assert not os.access(v2 / "manifest.json", os.W_OK) or os.geteuid() == 0  # read-only
+    assert publish_tuned(base, DEFAULTS) == base / "3"  # a base path: its newest version
+    assert AdaptiveIndex.load(base).index_version == read_manifest(base / "3")["index_version"]
+    assert versioned_base(tmp_path / "plain") is None
 
 
 def test_bad_defaults_and_non_index_are_rejected(built, tmp_path):
@@ -58,7 +64,7 @@ def test_bad_defaults_and_non_index_are_rejected(built, tmp_path):
     with pytest.raises(ValueError, match="keys among"):
         publish_tuned(path, {"K": 10})
     with pytest.raises(IndexIntegrityError, match="Not an index directory"):
-        publish_tuned(tmp_path, DEFAULTS)
+        publish_tuned(tmp_path / "nothing-here", DEFAULTS)
 
 
 def test_retriever_plans_with_the_tuned_defaults(built, tmp_path):
