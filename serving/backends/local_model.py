@@ -229,8 +229,12 @@ class LocalModel(ModelBackend):
             raise ValueError(f"Expected a model version >= 1. Received: version={version!r}")
         if int(version) == self.version and self._loaded is not None:
             return self
+        cache = self.__dict__.setdefault("_pinned_versions", {})
+        model = cache.get(int(version))
+        if model is not None and model._loaded is not None and os.path.isdir(model.version_dir):
+            return model
         try:
-            return LocalModel(
+            model = LocalModel(
                 self.path,
                 int(version),
                 model_name=self.model_name,
@@ -238,6 +242,10 @@ class LocalModel(ModelBackend):
             )
         except FileNotFoundError as e:
             raise error_from_code("NOT_FOUND", str(e)) from e
+        cache[int(version)] = model
+        while len(cache) > 2:  # the serving pair's and the next one's: older ones are dropped
+            cache.pop(min(cache))
+        return model
 
     def status(self) -> ModelStatus:
         state = "AVAILABLE" if self._loaded is not None else "END"

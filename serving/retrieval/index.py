@@ -42,8 +42,7 @@ from typing import Any
 import numpy as np
 
 from mrl_keras.atomic_publish import fsync_tree, make_temp_dir, process_alive, publish_directory
-from mrl_keras.serving.retrieval import store_writer
-from mrl_keras.serving.retrieval import index_versions
+from mrl_keras.serving.retrieval import index_versions, store_writer
 from mrl_keras.serving.retrieval.files import (
     load_embeddings_file,
     load_ids_file,

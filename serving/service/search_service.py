@@ -61,6 +61,14 @@ class ServiceConfig:
         status_timeout: deadline of the backend status check of /readyz.
         index_poll_s: seconds between looks for a newer version in a versioned index base
             path (0: only on SIGHUP and /admin/reload).
+        allowed_hosts: Host header names answered (others get 421); None or "*": any.
+            Defaults to the loopback names; `mrl serve` adds its bind address.
+        max_json_depth: deepest JSON nesting a request body may have (400 above).
+        max_json_elements: most JSON elements a request body may hold (400 above).
+        health_interval_s: seconds between background readiness probes (/readyz answers
+            from the last one).
+        verify_interval_s: seconds between background re-verifications of the served
+            index's checksums (0: only on reload).
     """
 
     max_body_bytes: int = 32 << 20
@@ -72,6 +80,11 @@ class ServiceConfig:
     workers: int = 8
     status_timeout: float = 2.0
     index_poll_s: float = 2.0
+    allowed_hosts: tuple[str, ...] | None = ("localhost", "127.0.0.1", "::1")
+    max_json_depth: int = 64
+    max_json_elements: int = 4 << 20
+    health_interval_s: float = 0.25
+    verify_interval_s: float = 3600.0
 
 
 class HTTPError(Exception):
@@ -249,9 +262,7 @@ class SearchService:
             if pair is not None:
                 self._install(pair)
                 self.pair_switches.inc()
-                logger.info(
-                    "serving pair switched: %s -> %s", previous.describe(), pair.describe()
-                )
+                logger.info("serving pair switched: %s -> %s", previous.describe(), pair.describe())
             current = self.pair
             return {
                 "index_version": current.index.index_version,
@@ -378,4 +389,6 @@ class SearchService:
 
     def close(self) -> None:
         self._stop.set()
+        for stop in getattr(self, "on_close", ()):  # the app's prober, verifier, reloader
+            stop()
         self.executor.shutdown(wait=False, cancel_futures=True)

@@ -18,7 +18,11 @@ def test_latest_policy_with_labels_parses_as_tf_serving_does(tmp_path):
     config = _parse(text).model_config_list.config
     assert len(config) == 1
     model = config[0]
-    assert (model.name, model.base_path, model.model_platform) == ("tiny", "/models/tiny", "tensorflow")
+    assert (model.name, model.base_path, model.model_platform) == (
+        "tiny",
+        "/models/tiny",
+        "tensorflow",
+    )
     assert model.model_version_policy.WhichOneof("policy_choice") == "latest"
     assert model.model_version_policy.latest.num_versions == 2
     assert dict(model.version_labels) == {"stable": 1}

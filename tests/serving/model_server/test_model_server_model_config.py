@@ -37,14 +37,22 @@ def test_round_trip_of_what_export_writes(tmp_path):
 @pytest.mark.parametrize(
     "text, match",
     [
-        ("model_config_list { config { name: 'a' base_path: '/a' } config { name: 'b' "
-         "base_path: '/b' } }", r"exactly one model.*\['a', 'b'\]"),
+        (
+            "model_config_list { config { name: 'a' base_path: '/a' } config { name: 'b' "
+            "base_path: '/b' } }",
+            r"exactly one model.*\['a', 'b'\]",
+        ),
         ("model_config_list { config { name: 'a' } }", "base_path"),
-        ("model_config_list { config { name: 'a' base_path: '/a' model_platform: 'x' } }",
-         "model_platform"),
+        (
+            "model_config_list { config { name: 'a' base_path: '/a' model_platform: 'x' } }",
+            "model_platform",
+        ),
         ("model_config_list { conf {", "Malformed"),
-        ("model_config_list { config { name: 'a' base_path: '/a' model_version_policy { "
-         "specific { versions: 1 } } version_labels { key: 'c' value: 2 } } }", "does not serve"),
+        (
+            "model_config_list { config { name: 'a' base_path: '/a' model_version_policy { "
+            "specific { versions: 1 } } version_labels { key: 'c' value: 2 } } }",
+            "does not serve",
+        ),
     ],
 )
 def test_bad_files_are_refused_with_the_reason(tmp_path, text, match):
@@ -68,9 +76,7 @@ def test_dev_server_keeps_the_newest_two_from_a_config_file(
     config = tmp_path / "models.config"
     config.write_text(model_config_text(MODEL_NAME, str(base), num_versions=2))
     model = read_model_config(config)
-    server = start_model_server(
-        model.base_path, poll_interval_s=0.1, version_policy=model.policy
-    )
+    server = start_model_server(model.base_path, poll_interval_s=0.1, version_policy=model.policy)
     copy_version(exported_v2_dir, str(base), 2)
     assert server.manager.wait_until_available(60, version=2)
     states = {s.version: s.state for s in server.manager.status(MODEL_NAME)}

@@ -52,10 +52,13 @@ def race_corpora(n: int = 64, d: int = 16):
 
 
 def classify_load(index, corpora) -> str:
-    """"ok" when the loaded index's manifest (model version) and its arrays (ids, store, a
-    search) all come from one build, else "mixed"."""
+    """`"ok"` when the loaded index's manifest (model version) and its arrays (ids, store, a
+    search) all come from one build, else `"mixed"`."""
     x, ids = corpora[index.model_version]
     same = np.array_equal(index.ids, ids) and np.array_equal(np.asarray(index.store), x)
-    rows, _ = index.shortlist(x[:2, : index.shortlist_dim] / np.linalg.norm(
-        x[:2, : index.shortlist_dim], axis=1, keepdims=True), 1)
+    rows, _ = index.shortlist(
+        x[:2, : index.shortlist_dim]
+        / np.linalg.norm(x[:2, : index.shortlist_dim], axis=1, keepdims=True),
+        1,
+    )
     return "ok" if same and rows.shape == (2, 1) else "mixed"

@@ -1,0 +1,25 @@
+"""Smoke test of benchmarks/chaos.py --quick on loopback: its correctness checks only (0 failed
+requests across the rollovers on LocalModel, gRPC and REST; 0 mixed loads while builds run),
+never timings."""
+
+from benchmarks import chaos
+
+
+def test_quick_run_passes_its_correctness_checks(tmp_path, capsys):
+    rc = chaos.main(["--quick", "--workdir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "| scenario | requests sent | failed by status |" in out
+    for name in ("LocalModel", "gRPC (dev server)", "REST (dev server)", "build-vs-load race"):
+        assert name in out
+    assert rc == 0, out
+
+
+def test_violations_are_found():
+    rows = [
+        chaos.row("rollover x", failed_by_status={"503": 2}, kind="rollover"),
+        chaos.row("race", loads_mixed=1),
+        chaos.row("other", ok=False, notes="did not finish"),
+        chaos.row("fine", failed_by_status={"400": 3}),  # a bad-input scenario's expected 400s
+    ]
+    assert len(chaos.violations(rows)) == 3
+    assert "fine" not in " ".join(chaos.violations(rows))
