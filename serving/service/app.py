@@ -8,11 +8,10 @@ the mapping of errors to HTTP statuses and JSON bodies, and the Prometheus metri
 from __future__ import annotations
 
 import asyncio
+import copy
 import hmac
-import json
 import logging
 import time
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,9 +20,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mrl_keras.serving.backends.errors import BackendError
+from mrl_keras.serving.backends.json_limits import JsonLimits
 from mrl_keras.serving.retrieval.index import IndexIntegrityError, ModelVersionMismatchError
-from mrl_keras.serving.service import schema
+from mrl_keras.serving.service import request_guard, schema
 from mrl_keras.serving.service.embed_route import register_embed_route
+from mrl_keras.serving.service.health import HealthProber
+from mrl_keras.serving.service.integrity import IntegrityMonitor, fall_back_to_previous
+from mrl_keras.serving.service.reload_worker import ReloadWorker
 from mrl_keras.serving.service.search_service import HTTPError, SearchService
 
 __all__ = ["create_app"]
@@ -66,25 +69,39 @@ def _map_exception(service: SearchService, e: BaseException) -> JSONResponse:
     return _error(500, f"Internal error: {type(e).__name__}: {e}")
 
 
-async def _read_json(request: Request, limit: int) -> Any:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPError(
-            413, f"Request body of {declared} bytes exceeds the limit of {limit} bytes."
-        )
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPError(413, f"Request body exceeds the limit of {limit} bytes.")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw:
-        raise HTTPError(400, "Expected a JSON body. Received: an empty body")
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise HTTPError(400, f"Malformed JSON body: {e}") from e
+def _start_parts(service: SearchService) -> None:
+    """The background parts of a served `service`: the readiness prober, the integrity
+    monitor and the reload worker (stopped by `service.close()`)."""
+    if getattr(service, "health", None) is not None:
+        return
+    config = service.config
+
+    def count_error(e: BackendError) -> None:
+        service.backend_errors.labels(e.code).inc()
+
+    service.health = HealthProber(service.readiness, config.health_interval_s, count_error)
+    service.integrity = IntegrityMonitor(
+        lambda: service.pair,
+        lambda pair, name: fall_back_to_previous(service, pair, name),
+        config.verify_interval_s,
+    )
+
+    def reload_and_verify():
+        result = service.reload()
+        bad = service.integrity.check()  # every reload re-verifies what is served
+        service.health.poke()
+        if bad is not None and service.integrity.failure(service.pair) is not None:
+            raise IndexIntegrityError(f"the served index version fails verification ({bad})")
+        return result
+
+    service.reloader = ReloadWorker(reload_and_verify)
+    service.on_close = [
+        *getattr(service, "on_close", []),
+        service.health.close,
+        service.integrity.close,
+        service.reloader.close,
+    ]
+    service.health.start()
 
 
 def create_app(service: SearchService) -> FastAPI:
@@ -94,15 +111,41 @@ def create_app(service: SearchService) -> FastAPI:
         version="1",
         description="Matryoshka adaptive retrieval (ScaNN shortlist + prefix rerank/funnel) and "
         "cascade classification in front of a TF Serving or in-process model.",
+        redirect_slashes=False,  # never a redirect built from the request's Host header
     )
     app.state.service = service
     config = service.config
-    error_responses = {code: {"model": schema.ErrorResponse} for code in (400, 401, 413, 503, 504)}
+    _start_parts(service)
+    allowed_hosts = request_guard.allowed_host_set(config.allowed_hosts)
+    json_limits = JsonLimits(config.max_json_depth, config.max_json_elements)
+    error_responses = {
+        code: {"model": schema.ErrorResponse} for code in (400, 401, 413, 415, 421, 503, 504)
+    }
+
+    def count(label: str, method: str, status: int, start: float) -> None:
+        service.requests.labels(label, method, str(status)).inc()
+        service.latency.labels(label).observe(time.perf_counter() - start)
 
     @app.middleware("http")
     async def _guard_and_measure(request: Request, call_next):
         start = time.perf_counter()
         path = request.url.path
+        if not request_guard.host_allowed(request.headers.get("host"), allowed_hosts):
+            count("host", request.method, 421, start)
+            return _error(
+                421,
+                f"Host {request.headers.get('host', '')!r} is not served here (allowed: "
+                f"{sorted(allowed_hosts or ())}; mrl serve --allowed-hosts adds names).",
+            )
+        if request.method == "POST" and not request_guard.is_json_content_type(
+            request.headers.get("content-type")
+        ):
+            count("content-type", request.method, 415, start)
+            return _error(
+                415,
+                "Expected Content-Type: application/json. Received: "
+                f"{request.headers.get('content-type', 'none')!r}",
+            )
         if config.auth_token and path not in _OPEN_PATHS:
             header = request.headers.get("authorization", "")
             scheme, _, token = header.partition(" ")
@@ -118,9 +161,7 @@ def create_app(service: SearchService) -> FastAPI:
                 return response
         response = await call_next(request)
         route = request.scope.get("route")
-        label = getattr(route, "path", "unmatched")
-        service.requests.labels(label, request.method, str(response.status_code)).inc()
-        service.latency.labels(label).observe(time.perf_counter() - start)
+        count(getattr(route, "path", "unmatched"), request.method, response.status_code, start)
         return response
 
     @app.exception_handler(StarletteHTTPException)
@@ -147,9 +188,22 @@ def create_app(service: SearchService) -> FastAPI:
 
     async def _handle(request: Request, fn, fields) -> JSONResponse:
         try:
-            body = schema.check_fields(await _read_json(request, config.max_body_bytes), fields)
+            raw = await request_guard.read_json_body(request, config.max_body_bytes, json_limits)
+            body = schema.check_fields(raw, fields)
+            bad = service.integrity.failure(service.pair)
+            if bad is not None:
+                raise HTTPError(
+                    503,
+                    f"The served index version failed verification ({bad} does not match its "
+                    "checksum); not answering from it.",
+                )
             timeout = schema.timeout_of(body, config.default_timeout, config.max_timeout)
             return JSONResponse(await _run(fn, body, timeout))
+        except request_guard.ClientGone as e:  # nobody to answer: counted as 499, no traceback
+            logger.info("%s %s: %s", request.method, request.url.path, e)
+            return Response(status_code=499)
+        except request_guard.BodyError as e:
+            return _error(e.status, e.message)
         except Exception as e:  # every failure becomes a JSON error with the right status
             return _map_exception(service, e)
 
@@ -182,20 +236,16 @@ def create_app(service: SearchService) -> FastAPI:
 
     @app.get("/readyz", responses={503: {"model": schema.ErrorResponse}})
     async def readyz():
-        """Readiness: backend AVAILABLE, index loaded, model versions consistent."""
-        loop = asyncio.get_running_loop()
-        try:
-            ready, details = await asyncio.wait_for(
-                loop.run_in_executor(service.executor, service.readiness),
-                timeout=config.status_timeout,
-            )
-        except asyncio.TimeoutError:
-            return _error(
-                503, f"not ready: backend status did not answer within {config.status_timeout:g} s"
-            )
-        except BackendError as e:
-            service.backend_errors.labels(e.code).inc()
-            return _error(503, f"not ready: backend unavailable ({e.code}): {e.message}")
+        """Readiness from the background prober's last answer (never waits on the backend):
+        backend AVAILABLE, index loaded and verified, model versions consistent. States and
+        versions only; error details go to the log and /metrics."""
+        ready, details, age = service.health.snapshot()
+        bad = service.integrity.failure(service.pair)
+        if bad is not None:
+            ready = False
+            details["integrity"] = f"checksum mismatch: {bad}"
+        details.pop("error", None)
+        details["probe_age_s"] = round(age, 3)
         return JSONResponse(dict(details, ready=ready), status_code=200 if ready else 503)
 
     @app.get("/metrics")
@@ -208,17 +258,46 @@ def create_app(service: SearchService) -> FastAPI:
         responses={409: {"model": schema.ErrorResponse}, 500: {"model": schema.ErrorResponse}},
     )
     async def reload():
-        """Reloads the index directory (e.g. after `mrl index build` replaced it)."""
-        loop = asyncio.get_running_loop()
+        """Reloads the index (a newer version, or the directory again) on the reload worker;
+        concurrent calls share one reload. Re-verifies the served version's checksums."""
         try:
-            return await loop.run_in_executor(service.executor, service.reload)
+            return await asyncio.wrap_future(service.reloader.submit())
         except ModelVersionMismatchError as e:
             return _error(
                 409, f"Reload refused, still serving index {service.index.index_version}: {e}"
             )
         except (IndexIntegrityError, OSError, ValueError) as e:
+            logger.error("reload failed: %s", e)
             return _error(
                 500, f"Reload failed, still serving index {service.index.index_version}: {e}"
             )
 
+    base_openapi = app.openapi
+
+    def live_openapi():
+        """The OpenAPI document with the served model's and index's real bounds."""
+        doc = copy.deepcopy(base_openapi())
+        info = getattr(service.backend, "_info", None)
+        if info is None:
+            try:
+                info = service.backend.info()
+            except BackendError:
+                info = None
+        bodies = schema.live_request_schemas(
+            input_shape=None if info is None else info.input_shape,
+            input_dtype="float32" if info is None else info.input_dtype,
+            embedding_dim=None if info is None else info.embedding_dim,
+            max_batch=config.max_batch_size,
+            index=service.index,
+        )
+        for path, body in bodies.items():
+            post = doc.get("paths", {}).get(path, {}).get("post")
+            if post is not None:
+                post["requestBody"] = {
+                    "required": True,
+                    "content": {"application/json": {"schema": body}},
+                }
+        return doc
+
+    app.openapi = live_openapi
     return app

@@ -1,17 +1,21 @@
 """Request parsing and the OpenAPI models of the HTTP service (private to `service.py`).
 
-Bodies are parsed by hand rather than by pydantic so that every bad input gets a 400 whose
-message names the field and what was expected; the pydantic models below only document the
-API in the OpenAPI schema.
+Bodies are read by the bounded reader (`request_guard.py`) and checked by hand rather than by
+pydantic, so that every bad input gets a 400 whose message names the field and what was
+expected; the pydantic models below describe the accepted shapes in the OpenAPI schema, and
+`live_request_schemas` fills in the served model's and index's bounds (instance shape, batch
+limit, k, dims) so that a client generator or a schema-driven fuzzer gets a schema whose
+valid requests are answered 2xx (cross-field rules such as `shortlist_size >= k` are in the
+descriptions).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 SEARCH_FIELDS = (
     "instances",
@@ -27,22 +31,40 @@ SEARCH_FIELDS = (
 CLASSIFY_FIELDS = ("instances", "timeout")
 
 
-class SearchRequest(BaseModel):
-    """Exactly one of `instances` (model inputs) or `embeddings` (query embeddings)."""
+NestedNumbers = list[float] | list[list[float]] | list[list[list[float]]]
 
-    instances: list[Any] | None = Field(None, description="Batch of model inputs (row format).")
+
+class SearchRequest(BaseModel):
+    """Exactly one of `instances` (model inputs) or `embeddings` (query embeddings).
+
+    The OpenAPI schema the service publishes is this model with the served model's and
+    index's real bounds filled in (`live_request_schemas`): the instance shape, the batch
+    limit, `k <= corpus size`, the index's dims.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    instances: list[NestedNumbers] | None = Field(
+        None, min_length=1, description="Batch of model inputs (row format, the model's shape)."
+    )
     embeddings: list[list[float]] | None = Field(
-        None, description="Batch of query embeddings, at least as wide as the largest dim used."
+        None,
+        min_length=1,
+        description="Batch of query embeddings, each at least as wide as the largest dim used.",
     )
     k: int = Field(10, ge=1, description="Results per query (at most the corpus size).")
     shortlist_dim: int | None = Field(None, description="Must be the index's D_s.")
     shortlist_size: int | None = Field(
-        None, description="ScaNN shortlist size K (default max(200, k))."
+        None,
+        ge=1,
+        description="ScaNN shortlist size K, k..corpus size (default max(200, k)).",
     )
     rerank_dim: int | None = Field(None, description="Rerank prefix, D_s..D_r (default D_r).")
-    funnel: list[list[int]] | None = Field(
+    funnel: list[Annotated[list[int], Field(min_length=2, max_length=2)]] | None = Field(
         None,
-        description="[[dim, size], ...] stages instead of rerank_dim, e.g. [[32,100],[64,10]].",
+        min_length=1,
+        description="[[dim, size], ...] stages instead of rerank_dim, e.g. [[32,100],[64,10]]: "
+        "dims strictly increasing within (D_s, D_r], sizes non-increasing, the last >= k.",
     )
     leaves_to_search: int | None = Field(
         None,
@@ -68,7 +90,11 @@ class SearchResponse(BaseModel):
 
 
 class ClassifyRequest(BaseModel):
-    instances: list[Any] = Field(..., description="Batch of model inputs (row format).")
+    model_config = ConfigDict(extra="forbid")
+
+    instances: list[NestedNumbers] = Field(
+        ..., min_length=1, description="Batch of model inputs (row format, the model's shape)."
+    )
     timeout: float | None = Field(None, gt=0, description="Deadline in seconds.")
 
 
@@ -96,6 +122,141 @@ def request_body_schema(model: type[BaseModel]) -> dict[str, Any]:
             "content": {"application/json": {"schema": model.model_json_schema()}},
         }
     }
+
+
+def instances_schema(
+    input_shape: tuple[int | None, ...] | None, input_dtype: str, max_batch: int
+) -> dict[str, Any]:
+    """JSON schema of a batch of model inputs: nested arrays of numbers, one level per input
+    dimension after the batch, fixed sizes where the model fixes them."""
+    leaf: dict[str, Any] = {"type": "number", "minimum": -1e6, "maximum": 1e6}
+    if input_dtype.startswith(("int", "uint")):
+        leaf = {
+            "type": "integer",
+            "minimum": 0 if input_dtype.startswith("u") else -(2**31),
+            "maximum": 2**31 - 1,
+        }
+    if input_shape is None:  # rank unknown: 1 to 3 levels of numbers per instance
+        inner: dict[str, Any] = {
+            "anyOf": [
+                {"type": "array", "minItems": 1, "items": leaf},
+                {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"type": "array", "minItems": 1, "items": leaf},
+                },
+            ]
+        }
+    else:
+        inner = leaf
+        for dim in reversed(tuple(input_shape)[1:]):
+            level: dict[str, Any] = {"type": "array", "items": inner}
+            if dim in (None, -1):
+                level["minItems"] = 1
+            else:
+                level["minItems"] = level["maxItems"] = int(dim)
+            inner = level
+    return {"type": "array", "minItems": 1, "maxItems": int(max_batch), "items": inner}
+
+
+def _integer(minimum: int, maximum: int | None = None, description: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "integer", "minimum": int(minimum)}
+    if maximum is not None:
+        out["maximum"] = int(maximum)
+    if description:
+        out["description"] = description
+    return out
+
+
+_TIMEOUT = {"type": "number", "exclusiveMinimum": 0, "maximum": 1e9}
+
+
+def live_request_schemas(
+    *,
+    input_shape: tuple[int | None, ...] | None,
+    input_dtype: str,
+    embedding_dim: int | None,
+    max_batch: int,
+    index: Any,
+) -> dict[str, dict[str, Any]]:
+    """The request body schemas of `/v1/search`, `/v1/classify` and `/v1/embed` with the served
+    model's and index's bounds (see the module docstring). Every property is non-null and
+    no other property is allowed."""
+    instances = instances_schema(input_shape, input_dtype, max_batch)
+    count, d_s, d_r = int(index.count), int(index.shortlist_dim), int(index.rerank_dim)
+    width = int(index.embedding_dim)
+    leaves = int(index.scann_options.get("num_leaves", 1) or 1)
+    described = SearchRequest.model_json_schema()["properties"]
+
+    def doc(name: str, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(body, description=described[name].get("description", ""))
+
+    search = {
+        "title": "SearchRequest",
+        "type": "object",
+        "additionalProperties": False,
+        "oneOf": [{"required": ["instances"]}, {"required": ["embeddings"]}],
+        "not": {"required": ["rerank_dim", "funnel"]},
+        "properties": {
+            "instances": doc("instances", instances),
+            "embeddings": doc(
+                "embeddings",
+                {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": int(max_batch),
+                    "items": {
+                        "type": "array",
+                        "minItems": width,
+                        "maxItems": width,
+                        "items": {"type": "number", "minimum": -1e30, "maximum": 1e30},
+                    },
+                },
+            ),
+            "k": doc("k", _integer(1, count)),
+            "shortlist_dim": doc("shortlist_dim", {"type": "integer", "enum": [d_s]}),
+            # Cross-field rules (k <= shortlist_size, funnel sizes >= k) are beyond JSON schema:
+            # the schema pins these sizes to the corpus size, the one value valid for every k.
+            "shortlist_size": doc("shortlist_size", _integer(count, count)),
+            "rerank_dim": doc("rerank_dim", _integer(d_s, d_r)),
+            "funnel": doc(
+                "funnel",
+                {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 1,
+                    "items": {
+                        "type": "array",
+                        "minItems": 2,
+                        "maxItems": 2,
+                        "prefixItems": [_integer(d_s + 1, d_r), _integer(count, count)],
+                        "items": {"type": "integer"},
+                    },
+                },
+            ),
+            "leaves_to_search": doc("leaves_to_search", _integer(1, leaves)),
+            "timeout": doc("timeout", _TIMEOUT),
+        },
+    }
+    classify = {
+        "title": "ClassifyRequest",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["instances"],
+        "properties": {"instances": instances, "timeout": _TIMEOUT},
+    }
+    embed = {
+        "title": "EmbedRequest",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["instances"],
+        "properties": {
+            "instances": instances,
+            "dimensions": _integer(1, embedding_dim, "Prefix size m, 1..d (default d)."),
+            "timeout": _TIMEOUT,
+        },
+    }
+    return {"/v1/search": search, "/v1/classify": classify, "/v1/embed": embed}
 
 
 def check_fields(body: Any, allowed: tuple[str, ...]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ QUERIES = sample_inputs(5, seed=21)
 def client(local_model, tmp_path_factory):
     index_dir = build_tiny_index(local_model, tmp_path_factory.mktemp("embed") / "index")
     service = SearchService(local_model, index_dir, ServiceConfig(max_batch_size=16))
-    with TestClient(create_app(service)) as c:
+    with TestClient(create_app(service), base_url="http://127.0.0.1") as c:
         yield c
     service.close()
 

@@ -34,7 +34,7 @@ def client(local_model, index_dir):
     service = SearchService(
         local_model, index_dir, ServiceConfig(max_batch_size=64, max_body_bytes=200_000)
     )
-    with TestClient(create_app(service)) as c:
+    with TestClient(create_app(service), base_url="http://127.0.0.1") as c:
         yield c
     service.close()
 
@@ -178,7 +178,7 @@ def test_unknown_route_and_method(client):
 
 def test_bearer_token(local_model, index_dir):
     service = SearchService(local_model, index_dir, ServiceConfig(auth_token="s3cret"))
-    with TestClient(create_app(service)) as c:
+    with TestClient(create_app(service), base_url="http://127.0.0.1") as c:
         assert c.get("/healthz").status_code == 200
         for headers in [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"}]:
             response = c.post("/v1/search", json=VALID_SEARCH, headers=headers)
@@ -196,7 +196,7 @@ def test_version_mismatch_refused_then_allowed(local_model, tmp_path):
     with pytest.raises(ModelVersionMismatchError, match="version 2.*serves version 1"):
         SearchService(local_model, out)
     service = SearchService(local_model, out, ServiceConfig(allow_version_mismatch=True))
-    with TestClient(create_app(service)) as c:
+    with TestClient(create_app(service), base_url="http://127.0.0.1") as c:
         assert c.post("/v1/search", json=VALID_SEARCH).status_code == 200
         assert c.get("/readyz").status_code == 200
     service.close()
@@ -205,7 +205,7 @@ def test_version_mismatch_refused_then_allowed(local_model, tmp_path):
 def test_reload_swaps_index_without_dropping_requests(local_model, tmp_path):
     out = build_tiny_index(local_model, tmp_path / "index", seed=1)
     service = SearchService(local_model, out)
-    with TestClient(create_app(service)) as c:
+    with TestClient(create_app(service), base_url="http://127.0.0.1") as c:
         first = c.post("/v1/search", json=VALID_SEARCH).json()
         assert first["results"][0]["ids"][0].startswith("item-1-")
         failures, stop = [], threading.Event()
@@ -221,7 +221,7 @@ def test_reload_swaps_index_without_dropping_requests(local_model, tmp_path):
             t.start()
         try:
             build_tiny_index(local_model, out, seed=2)
-            response = c.post("/admin/reload")
+            response = c.post("/admin/reload", json={})
             assert response.status_code == 200, response.text
             assert response.json()["previous_index_version"] == first["index_version"]
         finally:
@@ -236,7 +236,7 @@ def test_reload_swaps_index_without_dropping_requests(local_model, tmp_path):
         data = bytearray((out / "rerank.npy").read_bytes())
         data[-1] ^= 0xFF
         (out / "rerank.npy").write_bytes(bytes(data))
-        response = c.post("/admin/reload")
+        response = c.post("/admin/reload", json={})
         assert response.status_code == 500 and "still serving" in response.json()["error"]
         assert (
             c.post("/v1/search", json=VALID_SEARCH).json()["index_version"]
@@ -263,7 +263,7 @@ def tree_client(local_model, tmp_path_factory):
         scann_options={"num_leaves": TREE_LEAVES, "reorder_num_neighbors": 2000},
     )
     service = SearchService(local_model, out, ServiceConfig(max_batch_size=64))
-    with TestClient(create_app(service)) as c:
+    with TestClient(create_app(service), base_url="http://127.0.0.1") as c:
         yield c, AdaptiveRetriever(AdaptiveIndex.load(out))
     service.close()
 

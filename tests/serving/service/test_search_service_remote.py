@@ -33,7 +33,7 @@ def test_service_over_dev_server_equals_direct_calls(
 ):
     backend = TRANSPORTS[transport](serving_target, timeout=10)
     service = SearchService(backend, index_dir)
-    with TestClient(create_app(service)) as client:
+    with TestClient(create_app(service), base_url="http://127.0.0.1") as client:
         for options in ({"k": 5}, {"k": 5, "funnel": [[16, 50], [32, 5]]}):
             response = client.post("/v1/search", json={"instances": X.tolist(), **options})
             assert response.status_code == 200, response.text
@@ -65,7 +65,7 @@ def test_backend_stopped_gives_503_within_deadline_then_recovers(
     backend = TRANSPORTS[transport](server, timeout=5)
     service = SearchService(backend, index_dir, ServiceConfig(default_timeout=2.0))
     body = {"instances": X.tolist(), "k": 3}
-    with TestClient(create_app(service)) as client:
+    with TestClient(create_app(service), base_url="http://127.0.0.1") as client:
         assert client.post("/v1/search", json=body).status_code == 200
         server.stop()
         for route, payload in (("/v1/search", body), ("/v1/classify", {"instances": X.tolist()})):
@@ -97,7 +97,7 @@ def test_slow_backend_gives_504_at_the_deadline(
     server = start_model_server(exported_base_path, latency_s=3.0)
     backend = TRANSPORTS[transport](server, timeout=10)
     service = SearchService(backend, index_dir)
-    with TestClient(create_app(service)) as client:
+    with TestClient(create_app(service), base_url="http://127.0.0.1") as client:
         start = time.monotonic()
         response = client.post("/v1/search", json={"instances": X.tolist(), "timeout": 0.5})
         elapsed = time.monotonic() - start

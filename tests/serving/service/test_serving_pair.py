@@ -65,15 +65,15 @@ def test_service_switches_pairs_only_when_the_model_version_is_there(models, tmp
             service.reload()
         with pytest.raises(PairNotReady, match="needs model version 2"):
             newest_pair(backend, indexes, newer_than=1)
-        with TestClient(create_app(service)) as c:
-            r = c.post("/admin/reload")
+        with TestClient(create_app(service), base_url="http://127.0.0.1") as c:
+            r = c.post("/admin/reload", json={})
             assert r.status_code == 409 and "still serving" in r.json()["error"]
             body = c.post("/v1/search", json={"instances": QUERIES.tolist(), "k": 2}).json()
             assert body["model_version"] == 1 and body["index_version"].startswith("1-")
             assert all(hit["ids"][0].startswith("m1-") for hit in body["results"])
             held = service.pair  # a request that started before the switch
             os.rename(base / ".hidden-2", base / "2")
-            r = c.post("/admin/reload")
+            r = c.post("/admin/reload", json={})
             assert r.status_code == 200 and r.json()["switched"] is True
             assert r.json()["previous_index_version"] == held.index_version
             body = c.post("/v1/search", json={"instances": QUERIES.tolist(), "k": 2}).json()
