@@ -135,6 +135,32 @@ def build_text_encoder(config: TextConfig, vocabulary_size: int, d: int | None =
     return keras.Model(inputs, z, name="text_encoder")
 
 
+def token_ids_model(encoder: Any, sequence_length: int) -> Any:
+    """`encoder` with one input, the token ids `(batch, sequence_length)` int32, for export.
+
+    keras-hub's preprocessing cannot go into a stock-TF SavedModel (docs/text.md names the four
+    tensorflow-text ops), so the exported signatures take what `tokenize` returns as
+    `token_ids`: `segment_ids` are zeros (one segment) and `padding_mask` is `token_ids != 0`
+    (`[PAD]` is id 0 in a BERT vocabulary), as the preprocessor makes them. The output layer is
+    named `embedding`, so `mrl_keras.export.export_saved_model(model, base, nesting_dims=...)`
+    writes `embed_{m}` per prefix, each taking `inputs` = token ids.
+    """
+    import keras
+
+    if sequence_length < 2:
+        raise ValueError(f"Expected sequence_length >= 2. Received: {sequence_length}")
+    ids = keras.Input((sequence_length,), dtype="int32", name="token_ids")
+    z = encoder(
+        {
+            "token_ids": ids,
+            "segment_ids": keras.ops.zeros_like(ids),
+            "padding_mask": keras.ops.cast(keras.ops.not_equal(ids, 0), "int32"),
+        }
+    )
+    z = keras.layers.Identity(name="embedding")(z)
+    return keras.Model(ids, z, name="text_encoder_token_ids")
+
+
 def embed(encoder: Any, inputs: dict[str, np.ndarray], batch: int = 512) -> np.ndarray:
     return np.asarray(encoder.predict(inputs, batch_size=batch, verbose=0))
 
@@ -258,12 +284,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=TextConfig.epochs)
     p.add_argument("--batch-size", type=int, default=TextConfig.batch_size)
     p.add_argument("--modes", default="mrl,ff", help="comma-separated: mrl, ff")
+    p.add_argument("--seed", type=int, default=TextConfig.seed, help="weights and batch order")
     p.add_argument("--verbose", type=int, default=2)
     args = p.parse_args(argv)
     pairs = load_debian_descriptions(max_pairs=args.max_pairs)
     train, test = pairs.split(args.test_pairs)
     print(f"{len(train)} train pairs, {len(test)} test pairs", file=sys.stderr)
-    base = TextConfig(d=args.d, epochs=args.epochs, batch_size=args.batch_size)
+    base = TextConfig(d=args.d, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
     vocabulary = compute_vocabulary(train.short + train.long, base.vocabulary_size)
     results = {}
     for mode in args.modes.split(","):

@@ -109,3 +109,45 @@ def test_tiny_bert_mrl_trains_and_retrieves_above_chance(debian_pairs):
     assert recall["16"]["10"] > recall["16"]["1"]
     encoder = summary["encoder"]
     assert encoder.get_layer("bert").__class__.__name__ == "BertBackbone"
+
+
+TEXT_OPS = ("CaseFoldUTF8", "RegexSplitWithOffsets", "FastWordpieceTokenizeWithOffsets")
+
+
+def test_text_export_has_per_prefix_signatures_on_token_ids(tmp_path):
+    """`token_ids_model` + `export_saved_model`: `embed_{m}` per prefix taking token ids,
+    equal to the encoder's normalised prefixes in NumPy, with no tensorflow-text op."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    from mrl_keras.export import read_metadata
+    from mrl_keras.export.saved_model import export_saved_model
+
+    texts = ["frobnicate files quickly", "a baz is a baz", "json parsing library", "web server"]
+    vocabulary = tm.compute_vocabulary(texts, 40)
+    config = tm.TextConfig(
+        d=16, num_layers=1, num_heads=1, hidden_dim=16, intermediate_dim=32, sequence_length=12
+    )
+    encoder = tm.build_text_encoder(config, len(vocabulary))
+    model = tm.token_ids_model(encoder, config.sequence_length)
+    result = export_saved_model(model, str(tmp_path / "text"), nesting_dims=(4, 8, 16))
+    assert result.signatures == ("embed_4", "embed_8", "embed_16")
+    meta = read_metadata(result.path)
+    assert meta["input"] == {"name": "inputs", "shape": [None, 12], "dtype": "int32"}
+
+    inputs = tm.tokenize(tm.build_preprocessor(vocabulary, config.sequence_length), texts)
+    z = encoder.predict(inputs, verbose=0)
+    loaded = tf.saved_model.load(result.path)
+    for m in (4, 8, 16):
+        got = loaded.signatures[f"embed_{m}"](inputs=tf.constant(inputs["token_ids"]))
+        expected = z[:, :m] / np.linalg.norm(z[:, :m], axis=1, keepdims=True)
+        np.testing.assert_allclose(got["embedding"].numpy(), expected, atol=1e-5)
+
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(result.path, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    graph = proto.meta_graphs[0].graph_def
+    ops = {n.op for n in graph.node} | {n.op for fn in graph.library.function for n in fn.node_def}
+    assert not [op for op in ops if op in TEXT_OPS or op.startswith("TFText")]
+    with pytest.raises(ValueError, match="sequence_length >= 2"):
+        tm.token_ids_model(encoder, 1)
