@@ -103,6 +103,32 @@ def _parser() -> Parser:
         help="also write a monitoring config turning on Prometheus metrics at "
         "/monitoring/prometheus/metrics (for --monitoring_config_file=PATH)",
     )
+    serving.add_argument(
+        "--write-model-config",
+        metavar="PATH",
+        help="also write a TF Serving model config file (for --model_config_file=PATH) keeping "
+        "the newest --num-versions versions loaded, with --version-label labels",
+    )
+    serving.add_argument(
+        "--num-versions",
+        type=int,
+        default=2,
+        help="with --write-model-config: model_version_policy { latest { num_versions: N } } "
+        "(default 2: the rollover keeps the old version while the new index is built)",
+    )
+    serving.add_argument(
+        "--version-label",
+        action="append",
+        default=[],
+        metavar="LABEL=VERSION",
+        help="with --write-model-config: a version label (repeatable)",
+    )
+    serving.add_argument(
+        "--model-config-base-path",
+        metavar="PATH",
+        help="with --write-model-config: the base path as the server sees it, e.g. "
+        "/models/NAME in a container (default: --model-base-path, absolute)",
+    )
     return p
 
 
@@ -207,9 +233,20 @@ def _run(args: argparse.Namespace) -> int:
     batch_sizes = _ints(args.batch_sizes, "--batch-sizes")
     if not batch_sizes or min(batch_sizes) < 1:
         raise ValueError(f"--batch-sizes expects sizes >= 1. Received: {args.batch_sizes!r}")
+    if args.num_versions < 1:
+        raise ValueError(f"--num-versions must be >= 1. Received: {args.num_versions}")
+    args.version_labels = {}
+    for item in args.version_label:
+        label, sep, version = item.partition("=")
+        if not sep or not label or not version.isdigit():
+            raise ValueError(f"Expected --version-label LABEL=VERSION. Received: {item!r}")
+        args.version_labels[label] = int(version)
+    if (args.version_label or args.model_config_base_path) and not args.write_model_config:
+        raise ValueError("--version-label and --model-config-base-path need --write-model-config")
     for flag, path in (
         ("--batching-parameters-file", args.batching_parameters_file),
         ("--monitoring-config-file", args.monitoring_config_file),
+        ("--write-model-config", args.write_model_config),
     ):
         if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             raise ValueError(f"{flag}: the folder of {path!r} does not exist")
@@ -314,4 +351,17 @@ def _write_server_files(
             args.monitoring_config_file, serving_files.monitoring_config_text()
         )
         written["monitoring_config"] = args.monitoring_config_file
+    if args.write_model_config:
+        from mrl_keras.export.model_config import model_config_text, write_model_config
+
+        base = os.path.abspath(args.base_path)
+        name = args.model_name or os.path.basename(os.path.normpath(base))
+        text = model_config_text(
+            name,
+            args.model_config_base_path or base,
+            num_versions=args.num_versions,
+            labels=args.version_labels,
+        )
+        written["model_config"] = write_model_config(args.write_model_config, text)
+        _say(f"model config ({name!r}, newest {args.num_versions}) -> {args.write_model_config}")
     return written

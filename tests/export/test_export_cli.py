@@ -198,3 +198,25 @@ def test_server_files_load_in_the_dev_server_which_splits_an_over_size_request(
         assert f"mrl_model_server_batched_rows_total {len(x)}" in metrics.text
     finally:
         server.stop()
+
+
+def test_write_model_config_for_tf_serving(run_dir, tmp_path, capsys):
+    from mrl_keras.serving.model_server.model_config import VersionPolicy, read_model_config
+
+    base, config = tmp_path / "models" / "fm", tmp_path / "models.config"
+    argv = ["--model", str(run_dir / "model.keras"), "--model-base-path", str(base)]
+    argv += ["--write-model-config", str(config), "--num-versions", "2"]
+    argv += ["--version-label", "stable=1", "--no-warmup", "--no-verify", "--json"]
+    assert main(argv) == 0
+    assert '"model_config"' in capsys.readouterr().out
+    model = read_model_config(config)  # parsed as TF Serving's ModelServerConfig proto
+    assert (model.name, model.base_path) == ("fm", str(base))
+    assert model.policy == VersionPolicy("latest", 2) and model.version_labels == {"stable": 1}
+    for bad, match in (
+        (["--num-versions", "0"], "--num-versions must be >= 1"),
+        (["--version-label", "x"], "LABEL=VERSION"),
+    ):
+        assert main(argv[:4] + ["--write-model-config", str(config)] + bad) == 1
+        assert match in capsys.readouterr().err
+    assert main(argv[:4] + ["--version-label", "a=1"]) == 1
+    assert "need --write-model-config" in capsys.readouterr().err
