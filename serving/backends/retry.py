@@ -1,7 +1,10 @@
 """Deadline and retry rules shared by the TF Serving clients.
 
 Every call has an explicit deadline; only UNAVAILABLE is retried, with bounded exponential
-backoff (full jitter) that never sleeps past the deadline.
+backoff (full jitter) that never sleeps past the deadline, and only while the transport says a
+retry can help: an error carrying `retryable = False` (gRPC: the channel is in
+TRANSIENT_FAILURE, waiting out its reconnect backoff; REST: the connection was refused) fails
+at once, so a search with the backend down answers 503 in milliseconds, not at its deadline.
 """
 
 from __future__ import annotations
@@ -18,12 +21,10 @@ T = TypeVar("T")
 
 class RetryPolicy:
     """Args:
-    max_retries: int. Retries after the first attempt (UNAVAILABLE only). The default 6
-        sleeps at least 1.275 s in all (jitter keeps half of each backoff), longer than the gRPC
-        channel's 1 s maximum reconnect backoff: after a server restart some retry comes after
-        the channel's next connection attempt. With 4 (0.375 s at least) every retry could fail
-        fast while the channel waited to reconnect, well inside a 10 s deadline (a CI flake of
-        the resilience test).
+    max_retries: int. Retries after the first attempt (UNAVAILABLE only, and only errors the
+        transport marks retryable: a gRPC channel still connecting, a dropped REST connection,
+        HTTP 503). The default 6 sleeps at least 1.275 s in all (jitter keeps half of each
+        backoff).
     initial_backoff_s: float. First backoff; doubles per retry.
     max_backoff_s: float. Cap on one backoff.
     """
@@ -62,7 +63,11 @@ class RetryPolicy:
             try:
                 return fn(left)
             except BackendError as e:
-                if not isinstance(e, Unavailable) or attempt >= self.max_retries:
+                if (
+                    not isinstance(e, Unavailable)
+                    or not getattr(e, "retryable", True)
+                    or attempt >= self.max_retries
+                ):
                     raise
                 pause = self.backoff(attempt)
                 if time.monotonic() + pause >= deadline:

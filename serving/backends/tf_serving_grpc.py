@@ -30,11 +30,45 @@ CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1_000),
+    ("grpc.max_reconnect_backoff_ms", 500),
 )
 
 _channels: dict[str, grpc.Channel] = {}
 _channels_lock = threading.Lock()
+
+
+class ChannelState:
+    """The connectivity of a channel, kept current by a subscription (gRPC calls `_update` on
+    its own thread at every change). `failing` is True in TRANSIENT_FAILURE: the channel is
+    waiting out its reconnect backoff (at most `grpc.max_reconnect_backoff_ms`), and a call
+    now can only fail, so it is not retried."""
+
+    def __init__(self, channel: grpc.Channel):
+        self.state = grpc.ChannelConnectivity.IDLE
+        channel.subscribe(self._update, try_to_connect=False)
+
+    def _update(self, state: grpc.ChannelConnectivity) -> None:
+        self.state = state
+
+    @property
+    def failing(self) -> bool:
+        return self.state in (
+            grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+            grpc.ChannelConnectivity.SHUTDOWN,
+        )
+
+
+_states: dict[int, ChannelState] = {}
+
+
+def channel_state(channel: grpc.Channel) -> ChannelState:
+    """The `ChannelState` of `channel` (one subscription per channel)."""
+    with _channels_lock:
+        state = _states.get(id(channel))
+        if state is None:
+            state = _states[id(channel)] = ChannelState(channel)
+            state.channel = channel  # keeps the id from being reused while tracked
+        return state
 
 
 def shared_channel(address: str) -> grpc.Channel:
@@ -51,6 +85,7 @@ def close_shared_channels() -> None:
     """Closes every shared channel (e.g. at process shutdown or between tests)."""
     with _channels_lock:
         for channel in _channels.values():
+            _states.pop(id(channel), None)
             channel.close()
         _channels.clear()
 
@@ -66,8 +101,12 @@ class TFServingGrpc(ModelBackend):
 
     One channel per process and address (keepalive, message limits raised from gRPC's 4 MiB),
     an explicit deadline on every call, and retries on UNAVAILABLE only, with bounded
-    exponential backoff inside the deadline. INVALID_ARGUMENT, FAILED_PRECONDITION and
-    NOT_FOUND fail at once. Every result carries the `model_spec.version` that served it.
+    exponential backoff inside the deadline, and only while the channel is connecting: on a
+    channel in TRANSIENT_FAILURE (the server is down; gRPC reconnects by itself every 0.5 s at
+    most) a call fails at once with UNAVAILABLE, so callers answer 503 in milliseconds and
+    see the server again within that reconnect backoff of its return. INVALID_ARGUMENT,
+    FAILED_PRECONDITION and NOT_FOUND fail at once. Every result carries the
+    `model_spec.version` that served it.
 
     Args:
         address: str. `host:port` of the gRPC API (TF Serving: 8500).
@@ -112,6 +151,7 @@ class TFServingGrpc(ModelBackend):
         self.timeout = float(timeout)
         self.retry = retry or RetryPolicy()
         self._channel = channel or shared_channel(address)
+        self._state = channel_state(self._channel)
         self._prediction = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
         if check:
@@ -120,9 +160,12 @@ class TFServingGrpc(ModelBackend):
     def _call(self, method, request, timeout: float | None):
         def attempt(left: float):
             try:
-                return method(request, timeout=left)
+                return method(request, timeout=left, wait_for_ready=False)
             except grpc.RpcError as e:
-                raise _translate(e) from None
+                error = _translate(e)
+            if error.code == "UNAVAILABLE" and self._state.failing:
+                error.retryable = False  # waiting out a reconnect backoff: fail fast
+            raise error
 
         return self.retry.call(attempt, self.timeout if timeout is None else timeout)
 

@@ -27,11 +27,29 @@ from mrl_keras.serving.backends.errors import (
 from mrl_keras.serving.backends.retry import RetryPolicy
 
 
+def _refused(e: BaseException) -> bool:
+    """Whether a requests ConnectionError is a refused (or never established) connection."""
+    from urllib3.exceptions import NewConnectionError
+
+    seen, stack = set(), [e]
+    while stack:
+        cur = stack.pop()
+        if cur is None or id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        if isinstance(cur, (ConnectionRefusedError, NewConnectionError)):
+            return True
+        stack.extend([cur.__cause__, cur.__context__, getattr(cur, "reason", None)])
+        stack.extend(a for a in getattr(cur, "args", ()) if isinstance(a, BaseException))
+    return False
+
+
 class TFServingRest(ModelBackend):
     """A Matryoshka model served by TensorFlow Serving (or `mrl model-server`), over REST.
 
     A pooled `requests.Session`, an explicit timeout on every call, and the gRPC client's
-    retry rules (UNAVAILABLE only: refused connections and HTTP 503). Requests use the
+    retry rules (UNAVAILABLE only: HTTP 503 and dropped connections; a refused connection,
+    nothing listening, fails at once). Requests use the
     columnar format (`{"signature_name", "inputs"}`).
 
     TF Serving's REST predict response carries no model version, so an unpinned client
@@ -117,7 +135,10 @@ class TFServingRest(ModelBackend):
                     raise Unavailable(f"Cannot connect to {self.url}: {e}") from None
                 raise DeadlineExceeded(f"Deadline of {left:.3g} s exceeded: {e}") from None
             except requests.ConnectionError as e:
-                raise Unavailable(f"Cannot reach {self.url}: {e}") from None
+                error = Unavailable(f"Cannot reach {self.url}: {e}")
+                if _refused(e):  # nothing listens there: retrying inside the deadline cannot help
+                    error.retryable = False
+                raise error from None
             try:
                 payload = response.json()
             except ValueError:
