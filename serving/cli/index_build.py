@@ -80,6 +80,15 @@ def _index_parser() -> Parser:
 def _output_layout(out: Path, unversioned: bool) -> dict:
     """Where `--out` sends the build: a base path (next version), `BASE/N` (exactly version
     N), or an un-versioned folder (`--unversioned`, or an existing legacy index there)."""
+    if (out / "manifest.json").is_file() and out.name.isdigit():
+        from mrl_keras.serving.retrieval.manifest import read_manifest
+
+        if read_manifest(out).get("version") is not None:
+            raise CommandError(
+                f"index version {out.name} exists already in {str(out.parent)!r} (published "
+                "versions are immutable; --out the base path publishes the next one)",
+                code=1,
+            )
     if unversioned or (out / "manifest.json").is_file():
         if not unversioned:
             print(

@@ -254,6 +254,17 @@ def build_index(
         index_versions.remove_stale_build_temporaries(out_dir)
         tmp_dir = Path(make_temp_dir(out_dir, f"{index_versions.BUILD_TMP_PREFIX}{os.getpid()}-"))
     else:
+        if (out_dir / MANIFEST_NAME).is_file():
+            try:
+                published = read_manifest(out_dir).get("version")
+            except IndexIntegrityError:
+                published = None  # a broken legacy index: replacing it is the fix
+            if published is not None:
+                raise ValueError(
+                    f"{str(out_dir)!r} is index version {published} of a versioned base path; "
+                    "published versions are immutable. Build into the base path "
+                    f"({str(out_dir.parent)!r}) for the next version."
+                )
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_temporaries(out_dir)
         tmp_dir = Path(make_temp_dir(out_dir.parent, f".{out_dir.name}.tmp-{os.getpid()}-"))

@@ -86,3 +86,34 @@ def test_fashion_mnist_dataset_build_search_classify(tmp_path, capsys):
     assert classify_main(["--model", base, "--dataset", "fashion_mnist", "--rows", "0-3"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 4 and all("class=" in line and "dims_used=" in line for line in lines)
+
+
+def test_out_layouts_versions_keep_and_unversioned(tmp_path, capsys):
+    from mrl_keras.serving.retrieval.index_versions import list_versions
+    from mrl_keras.serving.retrieval.manifest import read_manifest
+
+    np.save(tmp_path / "z.npy", np.random.default_rng(0).standard_normal((40, 16), np.float32))
+    common = ["build", "--embeddings", str(tmp_path / "z.npy"), "--shortlist-dim", "8"]
+    common += ["--scann", "num_leaves=1", "--no-progress"]
+    base = tmp_path / "indexes" / "toy"
+    for _ in range(3):
+        assert index_main([*common, "--out", str(base), "--keep", "2"]) == 0
+    assert list_versions(base) == [2, 3]
+    assert "index_version 3-" in capsys.readouterr().out
+    assert index_main([*common, "--out", str(base / "7")]) == 0  # exactly version 7
+    assert list_versions(base) == [2, 3, 7]
+    assert_fails_with_one_line(
+        index_main, [*common, "--out", str(base / "7")], 1, "immutable", capsys
+    )
+    legacy = tmp_path / "legacy"
+    assert index_main([*common, "--out", str(legacy), "--unversioned"]) == 0
+    first = read_manifest(legacy)["build_id"]
+    assert index_main([*common, "--out", str(legacy)]) == 0  # a legacy index: replaced in place
+    assert "un-versioned index" in capsys.readouterr().err
+    assert read_manifest(legacy)["build_id"] != first and read_manifest(legacy)["version"] is None
+    assert_fails_with_one_line(
+        index_main, [*common, "--out", str(legacy), "--keep", "2"], 2, "versioned --out", capsys
+    )
+    assert_fails_with_one_line(
+        index_main, [*common, "--out", str(base), "--keep", "0"], 2, "--keep must be >= 1", capsys
+    )

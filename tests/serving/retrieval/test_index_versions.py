@@ -56,6 +56,8 @@ def test_explicit_version_is_never_replaced(tmp_path):
         _build(base, 1, version=5)
     assert not [p for p in base.iterdir() if p.name.startswith(".build.tmp-")]
     assert _build(base, 1) == base / "6"
+    with pytest.raises(ValueError, match="immutable"):  # nor replaced as an un-versioned index
+        _build(base / "6", 2, versioned=False)
 
 
 def test_versioned_build_refuses_a_legacy_index_and_bad_arguments(tmp_path):
