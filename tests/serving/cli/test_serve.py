@@ -25,6 +25,13 @@ def test_bad_arguments_exit_nonzero_with_one_line(capsys):
     assert_fails_with_one_line(
         serve_main, ["--index", "/nonexistent"], 2, "a model is needed", capsys
     )
+    assert_fails_with_one_line(
+        serve_main,
+        ["--index", "/x", "--model", "/m", "--index-poll-seconds", "-1"],
+        2,
+        "--index-poll-seconds must be >= 0",
+        capsys,
+    )
 
 
 def test_help_exits_zero(capsys):
