@@ -89,7 +89,7 @@ def _start_parts(service: SearchService) -> None:
     def reload_and_verify():
         result = service.reload()
         bad = service.integrity.check()  # every reload re-verifies what is served
-        service.health.poke()
+        service.health.probe_once()  # /readyz shows the new pair as soon as this returns
         if bad is not None and service.integrity.failure(service.pair) is not None:
             raise IndexIntegrityError(f"the served index version fails verification ({bad})")
         return result
@@ -115,9 +115,9 @@ def create_app(service: SearchService) -> FastAPI:
     )
     app.state.service = service
     config = service.config
-    _start_parts(service)
     allowed_hosts = request_guard.allowed_host_set(config.allowed_hosts)
     json_limits = JsonLimits(config.max_json_depth, config.max_json_elements)
+    _start_parts(service)
     error_responses = {
         code: {"model": schema.ErrorResponse} for code in (400, 401, 413, 415, 421, 503, 504)
     }
@@ -240,7 +240,13 @@ def create_app(service: SearchService) -> FastAPI:
         backend AVAILABLE, index loaded and verified, model versions consistent. States and
         versions only; error details go to the log and /metrics."""
         ready, details, age = service.health.snapshot()
-        bad = service.integrity.failure(service.pair)
+        pair = service.pair
+        details.update(  # what is served now (the probe may predate a switch)
+            index_version=pair.index.index_version,
+            index_model_version=pair.index.model_version,
+            index_count=pair.index.count,
+        )
+        bad = service.integrity.failure(pair)
         if bad is not None:
             ready = False
             details["integrity"] = f"checksum mismatch: {bad}"

@@ -75,7 +75,9 @@ class HealthProber:
             problem = f"readiness probe failed: {type(e).__name__}: {e}"
         if problem != self._last_problem:
             if problem:
-                logger.warning("not ready: %s", problem)
+                logger.warning(
+                    "%s", problem if problem.startswith("not ready") else f"not ready: {problem}"
+                )
             elif self._last_problem is not None:
                 logger.info("ready again")
             self._last_problem = problem
