@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -206,3 +207,26 @@ def parse_funnel_flag(text: str | None):
         return [[int(x) for x in stage.split(":")] for stage in text.split(",")]
     except ValueError as e:
         raise CommandError(f"--funnel expects DIM:SIZE,DIM:SIZE,..., got {text!r}") from e
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A listening socket, bound before a server says it is up (hand it to uvicorn as
+    `server.run(sockets=[sock])`): a port in use is a one-line error and exit status 1, not a
+    log line after the announcement."""
+    if not 0 <= port <= 65535:
+        raise CommandError(f"--port must be in 0..65535. Received: {port}")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        raise CommandError(
+            f"cannot listen on {host}:{port}: {e.strerror or e} (another server on that "
+            "port? choose another with --port)",
+            code=1,
+        ) from e
+    sock.set_inheritable(True)
+    return sock

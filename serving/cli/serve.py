@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import signal
-import socket
 import sys
 import threading
 
 from mrl_keras.cli_parser import CommandError, Parser
-from mrl_keras.serving.cli.common import add_backend_flags, make_backend, read_token, run_command
+from mrl_keras.serving.cli.common import (
+    add_backend_flags,
+    listen_socket,
+    make_backend,
+    read_token,
+    run_command,
+)
 
 
 def _serve_parser() -> Parser:
@@ -116,7 +121,7 @@ def _serve(argv: list[str]) -> int:
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, on_sighup)
     try:
-        sock = _bind(args.host, args.port)
+        sock = listen_socket(args.host, args.port)
     except CommandError:
         service.close()
         backend.close()
@@ -138,28 +143,6 @@ def _serve(argv: list[str]) -> int:
         service.close()
         backend.close()
     return 0
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    """The listening socket, bound before `mrl serve` says it is up: a port in use is a
-    one-line error and exit status 1, not a log line after the announcement."""
-    if not 0 <= port <= 65535:
-        raise CommandError(f"--port must be in 0..65535. Received: {port}")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
-    try:
-        sock.bind((host, port))
-        sock.listen(2048)
-    except OSError as e:
-        sock.close()
-        raise CommandError(
-            f"cannot listen on {host}:{port}: {e.strerror or e} (another server on that "
-            "port? choose another with --port)",
-            code=1,
-        ) from e
-    sock.set_inheritable(True)
-    return sock
 
 
 def main(argv: list[str]) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 
 from mrl_keras.cli_parser import CommandError, Parser
-from mrl_keras.serving.cli.common import read_token, run_command
+from mrl_keras.serving.cli.common import listen_socket, read_token, run_command
 
 
 def _parser() -> Parser:
@@ -46,17 +46,24 @@ def _serve_front(argv: list[str]) -> int:
         front = ShardedFront(args.shards.split(","), config)
     except ValueError as e:
         raise CommandError(str(e)) from e
+    try:
+        sock = listen_socket(args.host, args.port)  # a port in use fails before the line below
+    except CommandError:
+        front.close()
+        raise
+    port = sock.getsockname()[1]
     print(
-        f"mrl serve: front over {len(front.urls)} shards on http://{args.host}:{args.port}",
+        f"mrl serve: front over {len(front.urls)} shards on http://{args.host}:{port}",
         file=sys.stderr,
         flush=True,
     )
     server = uvicorn.Server(
-        uvicorn.Config(create_front_app(front), host=args.host, port=args.port, log_level=args.log_level)
+        uvicorn.Config(create_front_app(front), host=args.host, port=port, log_level=args.log_level)
     )
     try:
-        server.run()
+        server.run(sockets=[sock])
     finally:
+        sock.close()
         front.close()
     return 0
 

@@ -75,3 +75,23 @@ def test_run_command_passes_the_return_code_and_argparse_exits():
         raise SystemExit(2)
 
     assert common.run_command("x", exits, []) == 2
+
+
+def test_listen_socket_binds_or_says_the_port_is_taken():
+    import socket
+
+    from mrl_keras.cli_parser import CommandError
+    from mrl_keras.serving.cli.common import listen_socket
+
+    sock = listen_socket("127.0.0.1", 0)
+    try:
+        port = sock.getsockname()[1]
+        with pytest.raises(CommandError, match=f"cannot listen on 127.0.0.1:{port}") as e:
+            listen_socket("127.0.0.1", port)
+        assert e.value.code == 1
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # it listens
+    finally:
+        sock.close()
+    with pytest.raises(CommandError, match=r"--port must be in 0\.\.65535"):
+        listen_socket("127.0.0.1", 70000)

@@ -23,3 +23,16 @@ def test_bad_front_flags_are_one_line_errors(argv, message, capsys):
 def test_help_names_the_front(capsys):
     assert serve.main(["--shards", "x", "--help"]) == 0
     assert "Fan-out front of a sharded index" in capsys.readouterr().out
+
+
+def test_a_port_in_use_fails_before_the_front_says_it_is_up(capsys):
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen(1)
+        port = held.getsockname()[1]
+        assert serve.main(["--shards", "http://127.0.0.1:1", "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "front over" not in err
+    assert err.count("\n") == 1
