@@ -59,6 +59,19 @@ def _serve_parser() -> Parser:
         "--workers", type=int, default=8, help="threads for backend calls and searches"
     )
     parser.add_argument(
+        "--allowed-hosts",
+        default="",
+        help="comma list of extra Host header names answered (always: localhost, 127.0.0.1, "
+        "::1 and the bind address; '*': any). Other hosts get 421 (DNS rebinding)",
+    )
+    parser.add_argument(
+        "--verify-interval",
+        type=float,
+        default=3600.0,
+        help="seconds between background re-verifications of the served index's checksums "
+        "(also on every reload; 0: only on reload). Default: 3600",
+    )
+    parser.add_argument(
         "--allow-version-mismatch",
         action="store_true",
         help="serve an index built by another model version than the backend's",
@@ -86,6 +99,8 @@ def _serve(argv: list[str]) -> int:
         raise CommandError("--timeout must be > 0")
     if not args.index_poll_seconds >= 0:
         raise CommandError("--index-poll-seconds must be >= 0")
+    if not args.verify_interval >= 0:
+        raise CommandError("--verify-interval must be >= 0 (seconds; 0: only on reload)")
     config = ServiceConfig(
         max_body_bytes=args.max_body_bytes,
         max_batch_size=args.max_batch_size,
@@ -95,6 +110,8 @@ def _serve(argv: list[str]) -> int:
         allow_version_mismatch=args.allow_version_mismatch,
         workers=args.workers,
         index_poll_s=args.index_poll_seconds,
+        allowed_hosts=_allowed_hosts(args.allowed_hosts, args.host),
+        verify_interval_s=args.verify_interval,
     )
     backend = make_backend(args, check=False)
     service = SearchService(backend, args.index, config)
@@ -103,7 +120,7 @@ def _serve(argv: list[str]) -> int:
     def on_sighup(signum, frame):
         def reload():
             try:
-                result = service.reload()
+                result = service.reloader.submit().result()  # the one reload worker
                 print(
                     f"mrl serve: reloaded index {result['index_version']}",
                     file=sys.stderr,
@@ -143,6 +160,18 @@ def _serve(argv: list[str]) -> int:
         service.close()
         backend.close()
     return 0
+
+
+def _allowed_hosts(extra: str, bind_host: str) -> tuple[str, ...] | None:
+    """The Host names `mrl serve` answers: loopback, the bind address, `--allowed-hosts`."""
+    from mrl_keras.serving.service.request_guard import LOOPBACK_HOSTS, allowed_host_set
+
+    names = [*LOOPBACK_HOSTS, bind_host, *(h.strip() for h in extra.split(",") if h.strip())]
+    try:
+        allowed = allowed_host_set(names)
+    except ValueError as e:
+        raise CommandError(f"--allowed-hosts: {e}") from e
+    return None if allowed is None else tuple(sorted(allowed))
 
 
 def main(argv: list[str]) -> int:

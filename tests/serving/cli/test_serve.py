@@ -191,3 +191,17 @@ def test_max_batch_size_is_a_hidden_alias_of_max_request_batch(capsys):
     assert old.max_batch_size == 7
     assert "--max-batch-size is renamed --max-request-batch" in capsys.readouterr().err
     assert "--max-batch-size" not in parser.format_help()
+
+
+def test_verify_interval_and_allowed_hosts_flags_are_checked(capsys):
+    from mrl_keras.serving.cli.serve import _allowed_hosts
+
+    common = ["--index", "/x", "--model", "/m"]
+    assert_fails_with_one_line(
+        serve_main, [*common, "--verify-interval", "-1"], 2, "--verify-interval must be >= 0",
+        capsys,
+    )  # fmt: skip
+    assert _allowed_hosts("", "127.0.0.1") == ("127.0.0.1", "::1", "localhost")
+    assert "search.internal" in _allowed_hosts("search.internal, a.b", "10.0.0.5")
+    assert "10.0.0.5" in _allowed_hosts("", "10.0.0.5")
+    assert _allowed_hosts("*", "127.0.0.1") is None
