@@ -20,7 +20,8 @@ PYPROJECT = pathlib.Path(__file__).resolve().parents[2] / "pyproject.toml"
 
 
 def test_a_missing_module_names_its_extra(monkeypatch):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import raises ImportError
+    for name in ("matplotlib", "matplotlib.pyplot"):  # as if not installed (even if imported)
+        monkeypatch.setitem(sys.modules, name, None)
     assert not optional.available("matplotlib")
     with pytest.raises(optional.MissingDependency) as e:
         optional.require("matplotlib.pyplot", "the plots")
