@@ -24,10 +24,17 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.io import fileio
 import numpy as np
+from apache_beam.io import fileio
 
-__all__ = ["DatasetSplit", "ImageFiles", "NpyShards", "TFRecordImages", "decode_image"]
+__all__ = [
+    "DatasetSplit",
+    "ImageFiles",
+    "NpyShards",
+    "TFRecordImages",
+    "decode_image",
+    "image_to_input",
+]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
@@ -36,15 +43,20 @@ def decode_image(data: bytes, input_shape: Sequence[int | None]) -> np.ndarray:
     """Encoded image bytes -> float32 model input in [0, 1] shaped like `input_shape[1:]`."""
     from PIL import Image
 
+    with Image.open(io.BytesIO(data)) as img:
+        return image_to_input(img, input_shape)
+
+
+def image_to_input(img: Any, input_shape: Sequence[int | None]) -> np.ndarray:
+    """A PIL image -> float32 model input: the model's channels and (H, W), scaled to [0, 1]."""
     if len(input_shape) not in (3, 4):
         raise ValueError(f"Expected an image model (input (n, H, W[, C])). Received {input_shape}")
     h, w = int(input_shape[1]), int(input_shape[2])
     c = int(input_shape[3]) if len(input_shape) == 4 else 1
-    with Image.open(io.BytesIO(data)) as img:
-        img = img.convert("L" if c == 1 else "RGB")
-        if img.size != (w, h):
-            img = img.resize((w, h))
-        x = np.asarray(img, dtype=np.float32).reshape(h, w, c) / 255.0
+    img = img.convert("L" if c == 1 else "RGB")
+    if img.size != (w, h):
+        img = img.resize((w, h))
+    x = np.asarray(img, dtype=np.float32).reshape(h, w, c) / 255.0
     return x if len(input_shape) == 4 else x[..., 0]
 
 
@@ -158,16 +170,32 @@ class NpyShards(beam.PTransform):
         )
 
 
+def _tfds_images(name: str, split: str) -> Iterator[np.ndarray]:
+    """The split's images one at a time: Fashion-MNIST/MNIST from their IDX files (offline,
+    one split in memory: 47 MB), any other name streamed from TFDS."""
+    from mrl_keras.serving.retrieval import corpus
+
+    if name in ("fashion_mnist", "mnist"):
+        images, _ = corpus.load_dataset_split(name, split)
+        yield from images
+        return
+    import tensorflow_datasets as tfds
+
+    try:
+        dataset = tfds.load(name, split=split, as_supervised=True)
+    except Exception as e:  # noqa: BLE001 - any TFDS failure is a bad source argument
+        raise ValueError(f"Cannot load TFDS dataset {name!r} split {split!r}: {e}") from e
+    for image, _ in tfds.as_numpy(dataset):
+        yield image if image.ndim == 3 else image[..., None]
+
+
 def _split_rows(spec: tuple[str, str, tuple]) -> Iterator[tuple[str, np.ndarray]]:
     name, split, input_shape = spec
-    from mrl_keras.serving.retrieval.corpus import load_dataset_split
+    from PIL import Image
 
-    images, _ = load_dataset_split(name, split)
-    for i in range(images.shape[0]):
-        x = images[i].astype(np.float32) / 255.0
-        if len(input_shape) == x.ndim and x.shape[-1] == 1:
-            x = x[..., 0]
-        yield f"{name}/{split}/{i}", x
+    for i, image in enumerate(_tfds_images(name, split)):
+        pixels = image[..., 0] if image.shape[-1] == 1 else image
+        yield f"{name}/{split}/{i}", image_to_input(Image.fromarray(pixels), input_shape)
 
 
 class DatasetSplit(beam.PTransform):

@@ -99,3 +99,5 @@ def test_dataset_split_reads_fashion_mnist_offline():
     rows = sources._split_rows(("fashion_mnist", "test", SHAPE))
     first = next(rows)
     assert first[0] == "fashion_mnist/test/0" and first[1].shape == (28, 28, 1)
+    small = next(sources._split_rows(("fashion_mnist", "test", (None, 14, 14))))
+    assert small[1].shape == (14, 14) and 0.0 <= small[1].min() <= small[1].max() <= 1.0
