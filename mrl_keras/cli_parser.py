@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 __all__ = ["Parser", "CommandError", "fail"]
 
@@ -66,16 +66,17 @@ class Parser(argparse.ArgumentParser):
             raise ValueError(f"Expected {new!r} to be added before its alias {old!r}.")
         if target.required:
             self._required_via_alias = [*getattr(self, "_required_via_alias", []), target]
+        options: dict[str, Any] = {"nargs": target.nargs, "choices": target.choices}
+        if target.type is not None:
+            options["type"] = target.type
         self.add_argument(
             old,
             action=_Alias,
             target=target,
             dest=target.dest,
-            nargs=target.nargs,
-            type=target.type,
-            choices=target.choices,
             default=argparse.SUPPRESS,
             help=argparse.SUPPRESS,
+            **options,
         )
 
     def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
