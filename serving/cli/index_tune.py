@@ -38,6 +38,12 @@ def _parser() -> Parser:
         default="cpu",
         help="cpu: measured CPU time per query on one thread; bytes: modelled bytes touched",
     )
+    parser.add_argument(
+        "--add-shortlists",
+        metavar="DIMS",
+        help="first publish ScaNN shortlists over z[:m] for these dims (e.g. 16,64) sharing the "
+        "store, then tune over every shortlist dim",
+    )
     parser.add_argument("--repeats", type=int, default=2, help="timed passes per config")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="publish here instead (default: see above)")
@@ -62,7 +68,19 @@ def _tune(argv: list[str]) -> int:
     from mrl_keras.serving.retrieval.index import AdaptiveIndex
     from mrl_keras.serving.retrieval.tuned_index import publish_tuned
 
-    index = AdaptiveIndex.load(args.index, verify=not args.no_verify)
+    source = args.index
+    if args.add_shortlists:
+        from mrl_keras.serving.retrieval.shortlists import add_shortlists
+
+        try:
+            dims = [int(x) for x in args.add_shortlists.split(",") if x.strip()]
+        except ValueError as e:
+            raise CommandError(
+                f"--add-shortlists expects e.g. 16,64, got {args.add_shortlists!r}"
+            ) from e
+        source = add_shortlists(args.index, dims, out_dir=args.out)
+        print(f"added shortlists {dims}: {source}")
+    index = AdaptiveIndex.load(source, verify=not args.no_verify)
 
     def progress(done: int, text: str) -> None:
         print(f"  [{done}] {text}", file=sys.stderr)
@@ -85,9 +103,7 @@ def _tune(argv: list[str]) -> int:
     if args.dry_run:
         print("dry run: nothing published")
         return 0
-    out = publish_tuned(
-        args.index, result.search_defaults(), result.tuning_record(), out_dir=args.out
-    )
+    out = publish_tuned(source, result.search_defaults(), result.tuning_record(), out_dir=args.out)
     from mrl_keras.serving.retrieval.manifest import read_manifest
 
     manifest = read_manifest(out)

@@ -11,6 +11,11 @@ from mrl_keras.retrieval_metrics import l2_normalize
 from mrl_keras.serving.retrieval.funnel import as_int, parse_funnel
 from mrl_keras.serving.retrieval.index import AdaptiveIndex, check_model_version
 from mrl_keras.serving.retrieval.rerank import PrefixReranker, sort_rows_descending, top_along_rows
+from mrl_keras.serving.retrieval.shortlists import (
+    search_shortlist,
+    shortlist_dims,
+    shortlist_options,
+)
 from mrl_keras.serving.retrieval.store_int8 import load_scales
 
 DEFAULT_SHORTLIST_SIZE = 200
@@ -170,18 +175,23 @@ class AdaptiveRetriever:
                         rerank_dim = stages[-1][0]
                 elif tuned.get("rerank_dim") is not None:
                     rerank_dim = int(tuned["rerank_dim"])
+        if shortlist_dim is None and tuned.get("shortlist_dim") is not None:
+            shortlist_dim = int(tuned["shortlist_dim"])
+        dims = shortlist_dims(index)
+        d_s = (
+            index.shortlist_dim if shortlist_dim is None else as_int("shortlist_dim", shortlist_dim)
+        )
+        if d_s not in dims:
+            raise ValueError(
+                f"Unknown shortlist_dim={shortlist_dim}: this index shortlists at {list(dims)} "
+                "(rebuild it with --shortlist-dim, or add one with shortlists.add_shortlists)."
+            )
         leaves = _check_leaves_to_search(
-            leaves_to_search, int(index.scann_options.get("num_leaves", 1))
+            leaves_to_search, int(shortlist_options(index, d_s).get("num_leaves", 1))
         )
         k = as_int("k", k)
         if not 1 <= k <= index.count:
             raise ValueError(f"Expected 1 <= k <= {index.count} (the corpus size). Received: k={k}")
-        d_s = index.shortlist_dim
-        if shortlist_dim is not None and as_int("shortlist_dim", shortlist_dim) != d_s:
-            raise ValueError(
-                f"Unknown shortlist_dim={shortlist_dim}: this index shortlists at D_s={d_s} "
-                "(rebuild it with --shortlist-dim to change it)."
-            )
         if funnel is not None and rerank_dim is not None:
             raise ValueError("Expected either rerank_dim or funnel, not both.")
         if funnel is not None:
@@ -331,7 +341,9 @@ class AdaptiveRetriever:
     ) -> SearchResult:
         index = self.index
         head = l2_normalize(queries[:, : plan.shortlist_dim])
-        rows, scores = index.shortlist(head, plan.shortlist_size, plan.leaves_to_search)
+        rows, scores = search_shortlist(
+            index, plan.shortlist_dim, head, plan.shortlist_size, plan.leaves_to_search
+        )
         valid = np.isfinite(scores)
         if plan.stages:
             rows, scores, valid = self.reranker.rerank(

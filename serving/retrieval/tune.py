@@ -37,6 +37,7 @@ import numpy as np
 
 from mrl_keras.retrieval_metrics import l2_normalize
 from mrl_keras.serving.retrieval.funnel import as_int, paper_funnel
+from mrl_keras.serving.retrieval.shortlists import shortlist_dims, shortlist_options
 from mrl_keras.serving.retrieval.store_int8 import decode_rows, load_scales
 
 __all__ = [
@@ -113,7 +114,11 @@ class TuneResult:
                 "grid (more leaves, larger shortlists) or lower the target."
             )
         c = self.chosen.config
-        out = {"shortlist_size": c["shortlist_size"], "leaves_to_search": c["leaves_to_search"]}
+        out = {
+            "shortlist_dim": c["shortlist_dim"],
+            "shortlist_size": c["shortlist_size"],
+            "leaves_to_search": c["leaves_to_search"],
+        }
         out.update({"funnel": c["funnel"]} if "funnel" in c else {"rerank_dim": c["rerank_dim"]})
         return out
 
@@ -209,8 +214,8 @@ def bytes_per_query(index, config: dict[str, Any]) -> float:
     """Modelled bytes a query touches: the AH codes of the searched leaves (one 4-bit code per
     `dims_per_block` dims of `D_s`), the shortlist's reordering of `max(K, reorder)` rows at
     `D_s`, and each rerank stage's new columns of its survivors in the store's dtype."""
-    opts = index.scann_options
     n, d_s = index.count, int(config["shortlist_dim"])
+    opts = shortlist_options(index, d_s)
     nl = max(1, int(opts.get("num_leaves", 1)))
     lv = int(config["leaves_to_search"] or opts.get("num_leaves_to_search", nl))
     code = d_s / max(1, int(opts.get("dims_per_block", 1))) / 2
@@ -230,11 +235,13 @@ def bytes_per_query(index, config: dict[str, Any]) -> float:
     return float(total)
 
 
-def default_grid(index, k: int) -> dict[str, list]:
-    """The grid `tune_index` searches by default for an index: `K` from `k` up to 800 (at
-    most the corpus), `D_r` in powers of two from `2 D_s` and the index's `D_r` (plus `D_s`:
-    no rerank), the paper's funnel, and 1-30% of the ScaNN leaves."""
-    d_s, d_r, count = index.shortlist_dim, index.rerank_dim, index.count
+def default_grid(index, k: int, shortlist_dim: int | None = None) -> dict[str, list]:
+    """The grid `tune_index` searches by default at one shortlist dim (default the index's
+    `D_s`): `K` from `k` up to 800 (at most the corpus), `D_r` in powers of two from `2 D_s`
+    and the index's `D_r` (plus `D_s`: no rerank), the paper's funnel, and 1-30% of that
+    shortlist's ScaNN leaves; `shortlist_dims` lists every shortlist the index has."""
+    d_s = index.shortlist_dim if shortlist_dim is None else int(shortlist_dim)
+    d_r, count = index.rerank_dim, index.count
     sizes = sorted({s for s in (k, 25, 50, 100, 200, 400, 800) if k <= s <= count})
     dims, m = [d_s], 2 * d_s
     while m < d_r:
@@ -242,13 +249,19 @@ def default_grid(index, k: int) -> dict[str, list]:
         m *= 2
     if d_r > d_s:
         dims.append(d_r)
-    nl = int(index.scann_options.get("num_leaves", 1))
+    nl = int(shortlist_options(index, d_s).get("num_leaves", 1))
     if nl <= 1:
         leaves = [1]
     else:
         fractions = (0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3)
         leaves = sorted({max(1, min(nl, round(nl * f))) for f in fractions})
-    return {"shortlist_sizes": sizes, "rerank_dims": dims, "leaves": leaves, "funnel": True}
+    return {
+        "shortlist_dims": list(shortlist_dims(index)),
+        "shortlist_sizes": sizes,
+        "rerank_dims": dims,
+        "leaves": leaves,
+        "funnel": True,
+    }
 
 
 def pareto_front(points: Sequence[TunePoint]) -> list[TunePoint]:
@@ -370,13 +383,20 @@ def tune_index(
             f"Expected at least 2 tuning and 2 held-out queries. Received: {n} queries with "
             f"heldout_fraction={heldout_fraction}"
         )
-    g = default_grid(index, k) | dict(grid or {})
-    unknown = set(g) - {"shortlist_sizes", "rerank_dims", "leaves", "funnel"}
+    unknown = set(grid or {}) - {
+        "shortlist_dims",
+        "shortlist_sizes",
+        "rerank_dims",
+        "leaves",
+        "funnel",
+    }
     if unknown:
         raise ValueError(
-            f"Unknown grid keys {sorted(unknown)}. Expected shortlist_sizes, rerank_dims, "
-            "leaves, funnel."
+            f"Unknown grid keys {sorted(unknown)}. Expected shortlist_dims, shortlist_sizes, "
+            "rerank_dims, leaves, funnel."
         )
+    g = default_grid(index, k) | dict(grid or {})
+    g["_given"] = set(grid or {})
     search_k = k + 1 if self_rows is not None else k
     if exact is not None:
         if self_rows is not None or np.shape(exact) != (n, k):
@@ -457,47 +477,59 @@ def _drop_self(rows: np.ndarray, self_rows: np.ndarray, k: int) -> np.ndarray:
 
 
 def _configs(index, g: dict[str, Any], k: int, search_k: int):
-    """The grid's configs grouped by (rerank, leaves), each group in increasing `K`."""
-    d_s = index.shortlist_dim
-    stages_list: list[dict[str, Any]] = []
-    for dim in g["rerank_dims"]:
-        dim = as_int("rerank_dim", dim)
-        if not d_s <= dim <= index.rerank_dim:
-            raise ValueError(
-                f"Expected grid rerank_dims within [{d_s}, {index.rerank_dim}]. Received: {dim}"
-            )
-        stages_list.append({"rerank_dim": dim})
+    """The grid's configs grouped by (shortlist dim, rerank, leaves), each group in increasing
+    `K`. Keys the caller did not give come from `default_grid` at each shortlist dim."""
     groups = []
-    for leaves in g["leaves"]:
-        for stages in stages_list:
-            groups.append(
-                [
-                    {
-                        "shortlist_dim": d_s,
-                        "shortlist_size": as_int("shortlist size", size),
-                        "leaves_to_search": as_int("leaves", leaves),
-                        **stages,
-                    }
-                    for size in sorted(g["shortlist_sizes"])
-                    if search_k <= size <= index.count
-                    if not (stages["rerank_dim"] == d_s and size != search_k)
-                ]
-            )
-        if g.get("funnel") and index.rerank_dim >= 4 * d_s:
-            group = []
-            for size in sorted(g["shortlist_sizes"]):
-                if not 2 * search_k <= size <= index.count:
-                    continue
-                funnel = [list(st) for st in paper_funnel(d_s, index.rerank_dim, size, search_k)]
-                group.append(
-                    {
-                        "shortlist_dim": d_s,
-                        "shortlist_size": int(size),
-                        "leaves_to_search": int(leaves),
-                        "funnel": funnel,
-                    }
+    known = shortlist_dims(index)
+    for d_s in g.get("shortlist_dims") or [index.shortlist_dim]:
+        d_s = as_int("shortlist_dim", d_s)
+        if d_s not in known:
+            raise ValueError(f"Expected grid shortlist_dims among {list(known)}. Received: {d_s}")
+        grid = default_grid(index, k, d_s) | {key: v for key, v in g.items() if key in g["_given"]}
+        stages_list: list[dict[str, Any]] = []
+        for dim in grid["rerank_dims"]:
+            dim = as_int("rerank_dim", dim)
+            if not min(known) <= dim <= index.rerank_dim:
+                raise ValueError(
+                    f"Expected grid rerank_dims within [{min(known)}, {index.rerank_dim}]. "
+                    f"Received: {dim}"
                 )
-            groups.append(group)
+            if dim >= d_s:
+                stages_list.append({"rerank_dim": dim})
+        nl = int(shortlist_options(index, d_s).get("num_leaves", 1))
+        leaves_list = sorted({min(max(1, nl), as_int("leaves", lv)) for lv in grid["leaves"]})
+        for leaves in leaves_list:
+            for stages in stages_list:
+                groups.append(
+                    [
+                        {
+                            "shortlist_dim": d_s,
+                            "shortlist_size": as_int("shortlist size", size),
+                            "leaves_to_search": leaves,
+                            **stages,
+                        }
+                        for size in sorted(grid["shortlist_sizes"])
+                        if search_k <= size <= index.count
+                        if not (stages["rerank_dim"] == d_s and size != search_k)
+                    ]
+                )
+            if grid.get("funnel") and index.rerank_dim >= 4 * d_s:
+                group = []
+                for size in sorted(grid["shortlist_sizes"]):
+                    if not 2 * search_k <= size <= index.count:
+                        continue
+                    funnel = [
+                        list(st) for st in paper_funnel(d_s, index.rerank_dim, size, search_k)
+                    ]
+                    group.append(
+                        {
+                            "shortlist_dim": d_s,
+                            "shortlist_size": int(size),
+                            "leaves_to_search": leaves,
+                            "funnel": funnel,
+                        }
+                    )
+                groups.append(group)
     return [grp for grp in groups if grp]
 
 
@@ -507,6 +539,7 @@ def _search_rows(retriever, config, search_k):
     )
     plan = retriever.plan(
         search_k,
+        shortlist_dim=config["shortlist_dim"],
         shortlist_size=config["shortlist_size"],
         leaves_to_search=config["leaves_to_search"],
         **args,
@@ -560,6 +593,7 @@ def _measure_grid(
     def dominated(config):  # same rerank and K, fewer leaves already met the target
         return any(
             m["shortlist_size"] == config["shortlist_size"]
+            and m["shortlist_dim"] == config["shortlist_dim"]
             and m.get("rerank_dim") == config.get("rerank_dim")
             and ("funnel" in m) == ("funnel" in config)
             and m["leaves_to_search"] < config["leaves_to_search"]

@@ -31,7 +31,7 @@ from mrl_keras.serving.retrieval.manifest import (
     seal_manifest,
 )
 
-__all__ = ["versioned_base", "publish_tuned"]
+__all__ = ["publish_derived", "publish_tuned", "versioned_base"]
 
 
 def versioned_base(index_dir: Path) -> Path | None:
@@ -59,8 +59,8 @@ def publish_tuned(
 
     Args:
         index_dir: a published index directory, or a versioned base path (its newest version).
-        search_defaults: `{"shortlist_size", "leaves_to_search", "rerank_dim" | "funnel"}`
-            (`TuneResult.search_defaults()`).
+        search_defaults: `{"shortlist_size", "leaves_to_search", "rerank_dim" | "funnel",
+            "shortlist_dim"}` (`TuneResult.search_defaults()`).
         tuning: what the tuner measured (`TuneResult.tuning_record()`), recorded as is.
         out_dir: where to publish (a plain directory, replaced atomically). Default: the next
             integer version in a versioned layout, else `index_dir` itself.
@@ -77,6 +77,23 @@ def publish_tuned(
             f"Expected search_defaults with keys among {sorted(allowed)}. Received: "
             f"{search_defaults!r}"
         )
+    defaults = json.loads(json.dumps(search_defaults))
+    return publish_derived(
+        index_dir, {"search_defaults": defaults, "tuning": tuning or {}}, out_dir=out_dir
+    )
+
+
+def publish_derived(
+    index_dir: str | os.PathLike,
+    updates: dict[str, Any],
+    *,
+    extra_root: Path | None = None,
+    extra_files: dict[str, str] | None = None,
+    out_dir: str | os.PathLike | None = None,
+) -> Path:
+    """Publishes the files of `index_dir` (hard links), plus `extra_files` (relative name ->
+    sha256, copied from `extra_root`), with `updates` merged into its manifest, as a new
+    version (see the module docstring for where it goes)."""
     try:
         index_dir, _ = index_versions.resolve_index_dir(Path(index_dir).absolute())
     except FileNotFoundError as e:
@@ -91,19 +108,22 @@ def publish_tuned(
     try:
         for name in manifest["files"]:
             _link_or_copy(index_dir / name, tmp / name)
-        defaults = json.loads(json.dumps(search_defaults))
+        files = dict(manifest["files"])
+        for name, digest in (extra_files or {}).items():
+            _link_or_copy(Path(extra_root) / name, tmp / name)
+            files[name] = digest
         content = hashlib.sha256(
-            json.dumps([manifest["files"], defaults], sort_keys=True).encode()
+            json.dumps([files, updates], sort_keys=True, default=str).encode()
         ).hexdigest()
         build_id = index_versions.new_build_id()
         new = dict(manifest)
         new.pop("manifest_sha256", None)
         new.pop("version", None)
+        new.update(updates)
         new.update(
+            files=files,
             index_version=content[:16] if base is None else build_id,
             build_id=build_id,
-            search_defaults=defaults,
-            tuning=tuning or {},
             tuned_from=manifest["index_version"],
         )
 

@@ -57,6 +57,29 @@ def test_tune_publishes_the_next_version_with_defaults(built, capsys):
     assert plan.shortlist_size == manifest["search_defaults"]["shortlist_size"]
 
 
+def test_tune_over_added_shortlists(built, capsys):
+    root, v1 = built
+    capsys.readouterr()
+    argv = [
+        "tune",
+        str(v1),
+        "--add-shortlists",
+        "16",
+        "--sample",
+        "100",
+        "--cost",
+        "bytes",
+        "--target-recall",
+        "0.9",
+    ]
+    assert index_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "added shortlists [16]" in out and "D_s 16" in out
+    newest = max(int(p.name) for p in v1.parent.iterdir() if p.name.isdigit())
+    manifest = read_manifest(v1.parent / str(newest))
+    assert "16" in manifest["shortlists"] and "shortlist_dim" in manifest["search_defaults"]
+
+
 def test_tune_with_query_file_and_dry_run(built, capsys):
     root, v1 = built
     capsys.readouterr()
@@ -87,6 +110,7 @@ def test_tune_with_query_file_and_dry_run(built, capsys):
         (["tune", "{v1}", "--sample", "2"], 2, "--sample must be >= 4"),
         (["tune", "{v1}", "--sample", "10", "--queries", "q.npy"], 2, "not allowed with"),
         (["tune", "{v1}", "--queries", "/nonexistent.npy"], 2, "file not found"),
+        (["tune", "{v1}", "--add-shortlists", "x"], 2, "--add-shortlists expects"),
         (
             [
                 "tune",
