@@ -1,7 +1,9 @@
 """`mrl index build --embeddings-manifest DIR [--shards S]`: an index from `mrl embed`'s output.
 
 With `--shards S` (S >= 1) a sharded index (`serving/retrieval/sharded.py`): S index shards
-built in parallel processes; without it one index over all embedding shards.
+built in parallel processes, published as the next version `OUT/<N>/` of the base path `OUT`
+(all shards together; `--unversioned`, or an existing sharded index at OUT: replaced in place);
+without it one index over all embedding shards.
 """
 
 from __future__ import annotations
@@ -31,6 +33,12 @@ def build_from_embeddings_manifest(args) -> int:
     )
     d = int(manifest["dim"])
     shortlist_dim = args.shortlist_dim or min(DEFAULT_SHORTLIST_DIM, d)
+    from pathlib import Path
+
+    out_path = Path(args.out)
+    # the layout of `mrl index build`: a base path receiving the next version, unless told
+    # --unversioned or OUT is an (un-versioned) index already
+    versioned = not (getattr(args, "unversioned", False) or (out_path / "manifest.json").is_file())
     if args.shards is None:
         from mrl_keras.serving.retrieval.index import build_index
 
@@ -46,6 +54,7 @@ def build_from_embeddings_manifest(args) -> int:
             model_version=manifest["model_version"],
             scann_options=scann_overrides(args.scann),
             progress=not args.no_progress,
+            versioned=versioned,
         )
         print(f"index {out}: {manifest['count']} items from {len(parts)} embedding shards")
         return 0
@@ -65,6 +74,7 @@ def build_from_embeddings_manifest(args) -> int:
         scann_options=scann_overrides(args.scann),
         model_version=args.model_version,
         processes=getattr(args, "processes", None),
+        versioned=versioned,
     )
     print(
         f"sharded index {out}: {manifest['count']} items in {args.shards} shards, d={d}, "

@@ -10,9 +10,11 @@ Layout::
     shard-00000/     an index directory (`index.py`) plus `chunks.json` (`chunk_verify.py`)
     ...
 
-(Each shard is a plain index directory; when the versioned index layout lands, a shard folder
-becomes one published version of it.) The whole tree is built in a hidden sibling and swapped
-into place atomically.
+With `versioned=True` (what `mrl index build --embeddings-manifest ... --shards S --out BASE`
+does) the whole tree is one published version of the versioned index layout, `BASE/<N>/`
+(`index_versions.publish_version`: immutable, read-only; `ShardedIndex.load(BASE)` loads the
+newest), so all S shards switch together; un-versioned, the tree is built in a hidden sibling
+and swapped into place atomically. Each shard is a plain index folder inside it.
 
 Exactness: every shard returns its own top-k (ties broken by id) and `merge_topk` keeps the k
 best of the union ordered by (score descending, id ascending). With exact settings (every
@@ -56,6 +58,7 @@ __all__ = [
     "is_sharded_index",
     "merge_topk",
     "read_sharded_manifest",
+    "resolve_sharded_dir",
 ]
 
 SHARDED_FORMAT = "mrl-sharded-index"
@@ -119,6 +122,7 @@ def build_sharded_index(
     scann_options: dict[str, Any] | None = None,
     model_version: int | None = None,
     processes: int | None = None,
+    versioned: bool = False,
 ) -> Path:
     """Builds `shards` index shards from an embeddings directory, one process each (at most
     `processes` at a time, default `shards`), and publishes the sharded index atomically.
@@ -143,9 +147,20 @@ def build_sharded_index(
             "Expected 1 <= shortlist_dim <= rerank_dim <= d. Received: "
             f"shortlist_dim={shortlist_dim}, rerank_dim={rerank_dim}, d={d}"
         )
+    from mrl_keras.serving.retrieval import index_versions
+
     out = Path(out_dir).absolute()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(make_temp_dir(out.parent, f".{out.name}.tmp-{os.getpid()}-"))
+    if versioned:
+        if (out / MANIFEST_NAME).is_file():
+            raise ValueError(
+                f"Expected a base path for a versioned build, but {str(out)!r} is an index itself."
+            )
+        out.mkdir(parents=True, exist_ok=True)
+        index_versions.remove_stale_build_temporaries(out)
+        tmp = Path(make_temp_dir(out, f"{index_versions.BUILD_TMP_PREFIX}{os.getpid()}-"))
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(make_temp_dir(out.parent, f".{out.name}.tmp-{os.getpid()}-"))
     try:
         tasks = [
             {
@@ -189,18 +204,38 @@ def build_sharded_index(
                 "manifest_sha256": emb["manifest_sha256"],
             },
         }
-        (tmp / MANIFEST_NAME).write_bytes(seal_manifest(manifest))
-        fsync_tree(tmp)
-        publish_directory(tmp, out)
+        if versioned:
+
+            def seal(version: int) -> None:
+                (tmp / MANIFEST_NAME).write_bytes(seal_manifest(dict(manifest, version=version)))
+
+            out, _ = index_versions.publish_version(out, tmp, seal)
+        else:
+            (tmp / MANIFEST_NAME).write_bytes(seal_manifest(manifest))
+            fsync_tree(tmp)
+            publish_directory(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
 
 
+def resolve_sharded_dir(path: str | os.PathLike) -> Path:
+    """A sharded index folder, or the newest version of a versioned base path holding them."""
+    from mrl_keras.serving.retrieval import index_versions
+
+    if (Path(path) / MANIFEST_NAME).is_file():
+        return Path(path)
+    try:
+        return index_versions.resolve_index_dir(path)[0]
+    except FileNotFoundError as e:
+        raise IndexIntegrityError(str(e)) from e
+
+
 def is_sharded_index(path: str | os.PathLike) -> bool:
     try:
-        return json.loads((Path(path) / MANIFEST_NAME).read_bytes()).get("format") == SHARDED_FORMAT
+        folder = resolve_sharded_dir(path)
+        return json.loads((folder / MANIFEST_NAME).read_bytes()).get("format") == SHARDED_FORMAT
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -260,7 +295,7 @@ class ShardedIndex:
 
         if verify not in VERIFY_MODES:
             raise ValueError(f"Expected verify in {VERIFY_MODES}. Received: {verify!r}")
-        root = Path(path)
+        root = resolve_sharded_dir(path)
         manifest = read_sharded_manifest(root)
         check_model_version(manifest, model_version, allow_mismatch=allow_version_mismatch)
         shards = []

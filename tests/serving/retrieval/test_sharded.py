@@ -69,6 +69,24 @@ def test_parallel_build_matches_sequential(corpus):
     np.testing.assert_array_equal(ra.ids, rb.ids)
 
 
+def test_versioned_builds_publish_the_next_version_read_only(corpus, tmp_path):
+    import os
+
+    root, *_ = corpus
+    base = tmp_path / "indexes" / "corpus"
+    first = build_sharded_index(base, root / "emb", shards=2, shortlist_dim=8, processes=1, versioned=True)
+    second = build_sharded_index(base, root / "emb", shards=3, shortlist_dim=8, processes=1, versioned=True)
+    assert (first, second) == (base / "1", base / "2")
+    index = ShardedIndex.load(base)  # the newest version, all its shards together
+    assert index.path == second and index.manifest["version"] == 2 and len(index.shards) == 3
+    assert ShardedIndex.load(first).manifest["version"] == 1
+    assert is_sharded_index(base)
+    assert not os.access(second / "shard-00000" / "rerank.npy", os.W_OK) or os.geteuid() == 0
+    assert not (second / "shard-00000" / "rerank.npy").stat().st_mode & 0o222
+    with pytest.raises(ValueError, match="is an index itself"):
+        build_sharded_index(second, root / "emb", shards=2, shortlist_dim=8, processes=1, versioned=True)
+
+
 def test_bad_builds_and_loads_are_refused(corpus, tmp_path):
     root, *_ = corpus
     with pytest.raises(ValueError, match="fewer than --shards 20"):
