@@ -44,16 +44,24 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format, *args):  # quiet, like TF Serving
         pass
 
-    def _reply(self, status: int, payload: dict[str, Any]) -> None:
+    def _reply(self, status: int, payload: dict[str, Any], close: bool = False) -> None:
         body = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        if close:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
 
     def _handle(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
+        declared = (self.headers.get("Content-Length") or "0").strip()
+        if not declared.isdigit():  # "abc", "-1": the body's end is unknown, so reply and close
+            self.close_connection = True
+            error = InvalidInput(f"Invalid Content-Length header: {declared[:40]!r}")
+            self._reply(error.http_status, {"error": error.message}, close=True)
+            return
+        length = int(declared)
         body = self.rfile.read(length) if length else b""
         path = self.path.split("?", 1)[0]
         if method == "GET" and self.server.metrics_text and path == self.server.metrics_path:

@@ -13,6 +13,7 @@ import numpy as np
 
 from mrl_keras.serving.backends.backend import SignatureSpec
 from mrl_keras.serving.backends.errors import InvalidInput
+from mrl_keras.serving.backends.json_limits import JsonLimits, parse_bounded_json
 from mrl_keras.serving.backends.local_model import tf_type_name
 
 __all__ = [
@@ -24,6 +25,8 @@ __all__ = [
 ]
 
 _DEBUG_LIMIT = 100
+# Request documents nest a few levels (instances of images: 5); 64 is TF Serving-like room.
+JSON_LIMITS = JsonLimits(max_depth=64, max_elements=1 << 28)
 
 
 def _debug(value: Any) -> str:
@@ -145,8 +148,8 @@ def parse_predict_body(body: bytes) -> dict[str, Any]:
     if not body:
         raise InvalidInput("JSON Parse error: The document is empty")
     try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
+        doc = parse_bounded_json(body, JSON_LIMITS)  # depth checked first: never a RecursionError
+    except ValueError as e:  # JsonLimitError (too deep, too many elements) or malformed
         raise InvalidInput(f"JSON Parse error: {e}") from e
     if not isinstance(doc, dict):
         raise InvalidInput(f"JSON Value: {_debug(doc)} Is not object")
