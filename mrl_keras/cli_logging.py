@@ -3,7 +3,8 @@
 Every command imports TensorFlow late (after its flags are parsed), so the dispatcher sets the
 logging up before any of it loads (`configure`):
 
-- `TF_CPP_MIN_LOG_LEVEL=2` (TF's C++ INFO and WARNING lines off) unless the user set it;
+- `TF_CPP_MIN_LOG_LEVEL=2` (TF's C++ INFO and WARNING lines off) unless the user set it (to a
+  non-empty value);
   `mrl --verbose` sets `0` instead.
 - TF's CUDA platform logs `failed call to cuInit` at ERROR level on every machine without an
   NVIDIA driver (XLA's `cuda_platform.cc`; no setting turns it off short of
@@ -175,7 +176,8 @@ def configure(verbose: bool = False) -> None:
     Args:
         verbose: bool. Keep the INFO logs of TensorFlow, ScaNN and absl. Defaults to `False`.
     """
-    os.environ.setdefault(TF_LOG_ENV, "0" if verbose else "2")
+    if not os.environ.get(TF_LOG_ENV):  # unset or empty: the user did not choose
+        os.environ[TF_LOG_ENV] = "0" if verbose else "2"
     if "tensorflow" in sys.modules:
         return
     _after_import("tensorflow", _tensorflow_loaded(verbose))

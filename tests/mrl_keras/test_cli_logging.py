@@ -48,6 +48,7 @@ def test_configure_sets_the_tf_log_level_unless_the_user_did():
         assert run_python(code).stdout.strip() == expected
     code = f"from mrl_keras import cli_logging; cli_logging.configure(False); {show}"
     assert run_python(code, TF_CPP_MIN_LOG_LEVEL="1").stdout.strip() == "1"
+    assert run_python(code, TF_CPP_MIN_LOG_LEVEL="").stdout.strip() == "2"  # empty: not chosen
 
 
 def test_tensorflow_and_scann_print_no_log_line_unless_verbose():
