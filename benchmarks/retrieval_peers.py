@@ -30,6 +30,7 @@ if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -97,7 +98,12 @@ def parse_args(argv):
     p.add_argument("--cache", type=Path, default=common.DEFAULT_CACHE)
     p.add_argument("--results-dir", type=Path, default=None)
     p.add_argument("--no-results", action="store_true")
-    p.add_argument("--quick", action="store_true", help="smoke: n=3000, d=64, 2 family members")
+    p.add_argument("--quick", action="store_true", help="smoke: n=1500, d=32, one family member")
+    p.add_argument(
+        "--render-only",
+        action="store_true",
+        help="only rewrite the RESULTS.md section from results/peers_*.json and peers_notes.md",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.n, args.d, args.classes, args.queries, args.tune_queries = 1500, 32, 20, 40, 60
@@ -299,8 +305,29 @@ def run_dataset(ds, tune_q, args, argv, work):
     return run
 
 
+SECTION = "Adaptive retrieval vs tuned peers on data we did not design (issue 16)"
+
+
+def render_results(results_dir: Path) -> str:
+    """The RESULTS.md section: the closing note (`results/peers_notes.md`), then each saved
+    run (real embeddings first), written into `results_dir/RESULTS.md`."""
+    runs = [
+        json.loads(p.read_text()) for p in sorted((results_dir / "results").glob("peers_*.json"))
+    ]
+    runs.sort(key=lambda r: (not r["dataset"].startswith("real"), r["dataset"]))
+    notes = results_dir / "results" / "peers_notes.md"
+    body = [notes.read_text().strip()] if notes.exists() else []
+    body += [render(r) for r in runs]
+    text = "\n\n".join(body)
+    common.write_section(SECTION, text, results_dir / "RESULTS.md")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render_only:
+        render_results(args.results_dir)
+        return 0
     work = args.cache / "work_peers"
     work.mkdir(parents=True, exist_ok=True)
     texts = []
@@ -313,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_results:
             slug = "".join(ch if ch.isalnum() else "-" for ch in ds.name.split("(")[0]).strip("-")
             common.save_json(args.results_dir / "results" / f"peers_{slug}_{run['n']}.json", run)
+            render_results(args.results_dir)
     return 0
 
 

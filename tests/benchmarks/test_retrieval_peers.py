@@ -31,6 +31,8 @@ def test_quick_run_measures_every_peer_and_the_tuned_ar(tmp_path, capsys):
     assert all(r["recall"] >= r["config"]["target"] - 0.05 for r in tuned)
     assert {r["recall"] for r in run["rows"] if r["method"].startswith("exact")} == {1.0}
     assert all(e["target"] in (0.9, 0.95, 0.98) for e in run["summary"])
+    section = (tmp_path / "RESULTS.md").read_text()
+    assert retrieval_peers.SECTION in section and "AR (auto-tuned)" in section
 
 
 def test_family_of_names_every_contender():
