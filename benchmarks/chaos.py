@@ -431,20 +431,24 @@ def scenario_build_load_race(workdir: Path, quick: bool) -> list[dict[str, Any]]
             p.start()
         for p in procs:
             p.join(timeout=900)
+        crashed = sum(1 for p in procs if getattr(p, "exitcode", 0) not in (0, None))
         wall = time.monotonic() - start
         stop.set()
         builder.join(timeout=120)
         whole, mixed, failed = list(counts)
+        failed_by = {"load error": failed} if failed else {}
+        if crashed:
+            failed_by["loader process died"] = crashed
         layout = "versioned base, keep 2" if versioned else "un-versioned dir, swapped in place"
         rows.append(
             row(
                 f"build-vs-load race ({layout})",
                 sent=whole + mixed + failed,
-                failed_by_status={"load error": failed} if failed else {},
+                failed_by_status=failed_by,
                 loads_mixed=mixed,
                 notes=f"{builds.value} builds beside {loaders} loader "
                 f"{'thread' if quick else 'process'}(es), {wall:.0f} s",
-                ok=mixed == 0 and failed == 0 and whole + mixed + failed > 0,
+                ok=not failed_by and mixed == 0 and whole == loads // loaders * loaders,
                 kind="race",
             )
         )

@@ -122,14 +122,35 @@ def default_prefix_norm_dims(shortlist_dim: int, rerank_dim: int) -> tuple[int, 
 
 
 def _remove_stale_temporaries(out_dir: Path) -> None:
-    """Removes `.<name>.tmp-<pid>-*` siblings left by builds on this host that were killed."""
-    for sibling in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):
-        try:
-            pid = int(sibling.name.rsplit(".tmp-", 1)[1].split("-")[0])
-        except ValueError:
-            continue
-        if not process_alive(pid):
-            shutil.rmtree(sibling, ignore_errors=True)
+    """Removes `.<name>.tmp-<pid>-*` (builds) and `.<name>.load-<pid>-*` (loads) siblings left
+    by processes on this host that were killed."""
+    for kind in (".tmp-", ".load-"):
+        for sibling in out_dir.parent.glob(f".{out_dir.name}{kind}*"):
+            try:
+                pid = int(sibling.name.rsplit(kind, 1)[1].split("-")[0])
+            except ValueError:
+                continue
+            if not process_alive(pid):
+                shutil.rmtree(sibling, ignore_errors=True)
+
+
+def _searcher_from_bytes(folder: Path, files: dict[str, bytes]):
+    """Loads a ScaNN searcher from the given file contents (a private temporary copy: ScaNN
+    opens files by path, and an un-versioned index folder can be deleted under a reader)."""
+    try:
+        tmp = make_temp_dir(folder.parent, f".{folder.name}.load-{os.getpid()}-")
+    except OSError:  # a read-only parent: the system's temporary folder
+        import tempfile
+
+        tmp = tempfile.mkdtemp(prefix="mrl-index-load-")
+    try:
+        for name, data in files.items():
+            path = Path(tmp) / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        return require_scann().load_searcher(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def build_index(
@@ -445,7 +466,7 @@ class AdaptiveIndex:
         last: Exception | None = None
         for _ in range(_LOAD_ATTEMPTS):
             try:
-                folder, _versioned = index_versions.resolve_index_dir(index_dir, version)
+                folder, versioned = index_versions.resolve_index_dir(index_dir, version)
             except FileNotFoundError as e:
                 if (Path(index_dir) / MANIFEST_NAME).exists():
                     raise IndexIntegrityError(str(e)) from e
@@ -459,7 +480,7 @@ class AdaptiveIndex:
                 continue
             try:
                 return cls._load_leased(
-                    folder, lease, verify, model_version, allow_version_mismatch, mmap
+                    folder, lease, verify, model_version, allow_version_mismatch, mmap, versioned
                 )
             except ModelVersionMismatchError:
                 lease.release()
@@ -484,6 +505,7 @@ class AdaptiveIndex:
         model_version: int | None,
         allow_version_mismatch: bool,
         mmap: bool,
+        versioned: bool,
     ) -> AdaptiveIndex:
         try:
             raw = lease.read_bytes(MANIFEST_NAME)
@@ -520,11 +542,19 @@ class AdaptiveIndex:
                     check(RERANK_NAME, digest.hexdigest())
                     f.seek(0)
                 store = _read_npy(f, mmap)
-            if verify:
-                for name in sorted(files):
-                    if name not in (RERANK_NAME, NORMS_NAME, IDS_NAME):
-                        check(name, hashlib.sha256(lease.read_bytes(name)).hexdigest())
-            searcher = require_scann().load_searcher(lease.open_path(SCANN_DIR))
+            scann_files = {}
+            for name in sorted(files):
+                if name in (RERANK_NAME, NORMS_NAME, IDS_NAME) or (versioned and not verify):
+                    continue
+                data = lease.read_bytes(name)
+                if verify:
+                    check(name, hashlib.sha256(data).hexdigest())
+                if not versioned and name.startswith(SCANN_DIR + "/"):
+                    scann_files[name[len(SCANN_DIR) + 1 :]] = data
+            if versioned:  # immutable and leased: ScaNN reads the very files that were hashed
+                searcher = require_scann().load_searcher(lease.open_path(SCANN_DIR))
+            else:  # may be swapped away and deleted meanwhile: ScaNN reads the bytes hashed
+                searcher = _searcher_from_bytes(folder, scann_files)
         except FileNotFoundError as e:
             raise IndexIntegrityError(f"Index {str(folder)!r} is missing {e.filename}.") from e
         except (OSError, ValueError, RuntimeError) as e:
