@@ -23,3 +23,25 @@ def test_violations_are_found():
     ]
     assert len(chaos.violations(rows)) == 3
     assert "fine" not in " ".join(chaos.violations(rows))
+
+
+def test_failure_scenarios_are_discovered(monkeypatch, tmp_path):
+    import sys
+    import types
+
+    module = types.ModuleType("benchmarks.chaos_failures")
+
+    def scenario_fake(workdir, quick):
+        return [chaos.row("fake", sent=3, failed_by_status={"400": 3}, notes="bad inputs")]
+
+    module.scenario_fake = scenario_fake
+    module.helper = lambda: None  # not a scenario
+    monkeypatch.setitem(sys.modules, "benchmarks.chaos_failures", module)
+    names = [name for name, _ in chaos.scenarios()]
+    assert names[:3] == [
+        "scenario_rollover_local",
+        "scenario_rollover_grpc",
+        "scenario_rollover_rest",
+    ]
+    assert "chaos_failures.scenario_fake" in names and "chaos_failures.helper" not in names
+    assert chaos.main(["--quick", "--only", "fake", "--workdir", str(tmp_path)]) == 0
