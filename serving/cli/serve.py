@@ -180,4 +180,11 @@ def main(argv: list[str]) -> int:
         from mrl_keras.serving.cli import serve_shards
 
         return serve_shards.main(argv)
+    from mrl_keras.serving.cli.serve_shards import index_flag
+    from mrl_keras.serving.retrieval.sharded import is_sharded_index
+
+    if index_flag(argv) and is_sharded_index(index_flag(argv)):  # all shards in this process
+        from mrl_keras.serving.cli import serve_shards
+
+        return serve_shards.main_local(argv)
     return run_command("serve", _serve, argv)

@@ -87,8 +87,13 @@ def _start_parts(service: SearchService) -> None:
     )
 
     def reload_and_verify():
-        result = service.reload()
-        bad = service.integrity.check()  # every reload re-verifies what is served
+        before = service.pair
+        result = _unchanged(service)  # an un-versioned directory nobody rebuilt: no load
+        if result is None:
+            result = service.reload()
+        # Every reload re-verifies what is served (a pair just loaded was verified by its
+        # load; under a storm of reloads the files are hashed once a second at most).
+        bad = service.integrity.check(max_age_s=0.0 if service.pair is not before else 1.0)
         service.health.probe_once()  # /readyz shows the new pair as soon as this returns
         if bad is not None and service.integrity.failure(service.pair) is not None:
             raise IndexIntegrityError(f"the served index version fails verification ({bad})")
@@ -102,6 +107,30 @@ def _start_parts(service: SearchService) -> None:
         service.reloader.close,
     ]
     service.health.start()
+
+
+def _unchanged(service: SearchService) -> dict | None:
+    """The answer of a reload of an un-versioned index directory whose manifest is the
+    served one (same build id and checksums): nothing to load. None otherwise."""
+    from mrl_keras.serving.retrieval.manifest import read_manifest
+
+    if service.versioned:
+        return None
+    pair = service.pair
+    try:
+        manifest = read_manifest(service.index_dir)
+    except (OSError, ValueError):
+        return None  # let the reload report it
+    if manifest.get("manifest_sha256") != pair.index.manifest.get("manifest_sha256"):
+        return None
+    service.reloads.labels("ok").inc()
+    return {
+        "index_version": pair.index.index_version,
+        "previous_index_version": pair.index.index_version,
+        "count": pair.index.count,
+        "model_version": pair.model_version,
+        "switched": False,
+    }
 
 
 def create_app(service: SearchService) -> FastAPI:

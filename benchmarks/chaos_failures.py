@@ -1,0 +1,600 @@
+"""Chaos on loopback, the failure half: the model server killed and restarted, a storm of
+reloads, a bit flipped in a served file, hostile JSON and clients that hang up mid-body.
+
+Each `scenario_<name>(workdir, quick) -> list[dict]` returns rows with the keys of
+`benchmarks.chaos.row` (`scenario, sent, failed_by_status, p50_ms, p99_ms, time_to_503_ms,
+time_to_recover_ms, loads_mixed, notes`, None where not applicable) and `ok` (False marks a
+violated correctness target). `benchmarks/chaos.py` discovers and runs them with its own
+scenarios and prints one table; this module also runs alone:
+
+    nice python -m benchmarks.chaos_failures            # the full run
+    python -m benchmarks.chaos_failures --quick         # correctness only (no timing checked)
+
+- `kill_model_server_grpc`, `kill_model_server_rest`: `mrl model-server` as a subprocess on
+  127.0.0.1, the service (in this process) over it, clients searching; kill -9 of the server:
+  time until the first 503, the latency of the 503s (p50/p99) and of `/readyz` during the
+  outage; the same command restarted on the same ports: the seconds until it reports the
+  model AVAILABLE (the dev server's restart time), then the time until the service answers
+  200 again (time to recover, measured from AVAILABLE). Target: every failure a 503 (no 500,
+  no hang), recovery without a restart of the service.
+- `reload_storm`: clients searching for a while, then the same with 40 threads calling
+  `POST /admin/reload` as fast as they can: searches per second and p50/p99 before and
+  during, and how many loads the storm's calls cost (the reload worker coalesces them).
+  Target: no failed search; at most one load at a time.
+- `bit_flip`: one bit of the served version's `rerank.npy` flipped in place under a running
+  service (verification every 0.2 s): the time until it is detected, and whether any answer
+  after that used the flipped file (a score above 1 + 1e-4 for unit vectors would show it).
+  Over a versioned base path the service falls back to the previous version; over an
+  un-versioned directory `/readyz` and searches turn 503. Target: detected, nothing served
+  from the flipped file afterwards.
+- `nested_json`: 100,000-deep `[[[[...` bodies (alone, inside `instances`, inside
+  `embeddings`) to every POST route of the service and to the dev model server's REST
+  predict. Target: every answer 400, never 500.
+- `client_disconnect`: clients that announce a body and hang up halfway. Target: counted
+  under status 499 in /metrics, no 500, no traceback in the log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import io
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from benchmarks import chaos, common  # noqa: E402
+
+SECTION = "Chaos: failures (kill -9, reload storm, bit flip, hostile JSON, disconnects)"
+DEEP = 100_000
+JSON_HEADERS = {"content-type": "application/json"}
+
+
+# -- shared pieces ------------------------------------------------------------------------
+def _model_base(workdir: Path, quick: bool) -> Path:
+    """A base path with version 1 of the chaos model (exported once per workdir)."""
+    exports = chaos.exported_versions(workdir, quick)
+    base = Path(tempfile.mkdtemp(prefix="failures-", dir=workdir)) / "models" / chaos.MODEL_NAME
+    base.mkdir(parents=True)
+    chaos.copy_version(exports[1], base, 1)
+    return base
+
+
+def _build(backend: Any, out: Path, *, versioned: bool = False, tag: str = "m1") -> Path:
+    from mrl_keras.serving import build_index
+
+    z = backend.embed(chaos.corpus_inputs(), chaos.EMBEDDING_DIM).embeddings
+    ids = np.asarray([f"{tag}-{i}" for i in range(chaos.CORPUS)])
+    return build_index(
+        out,
+        z,
+        ids,
+        shortlist_dim=8,
+        model_name=chaos.MODEL_NAME,
+        model_version=1,
+        scann_options={"num_leaves": 1, "reorder_num_neighbors": chaos.CORPUS},
+        versioned=versioned,
+    )
+
+
+class Searchers:
+    """`n` threads posting one-example searches until stopped, timing each answer."""
+
+    def __init__(self, url: str, n: int):
+        self.url, self.n = url, n
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.log: list[tuple[float, float, Any, float]] = []  # (t_end, latency, status, top)
+        self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(n)]
+
+    def start(self) -> Searchers:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def _run(self, seed: int) -> None:
+        import requests
+
+        x = chaos.corpus_inputs()
+        rng = np.random.default_rng(seed)
+        session = requests.Session()
+        while not self.stop.is_set():
+            i = int(rng.integers(chaos.CORPUS))
+            start = time.perf_counter()
+            top = float("nan")
+            try:
+                r = session.post(
+                    f"{self.url}/v1/search",
+                    json={"instances": x[i : i + 1].tolist(), "k": 3},
+                    timeout=30,
+                )
+                status = r.status_code
+                if status == 200:
+                    scores = r.json()["results"][0]["scores"]
+                    top = max(s for s in scores if s is not None)
+            except Exception as e:  # a dropped connection is a failure of its own kind
+                status = type(e).__name__
+            end = time.perf_counter()
+            with self.lock:
+                self.log.append((time.monotonic(), end - start, status, top))
+        session.close()
+
+    def finish(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=60)
+
+    def window(self, t0: float, t1: float) -> list[tuple[float, float, Any, float]]:
+        with self.lock:
+            return [e for e in self.log if t0 <= e[0] < t1]
+
+
+def _failed(entries) -> dict[str, int]:
+    return dict(collections.Counter(str(e[2]) for e in entries if e[2] != 200))
+
+
+def _stop_http(http: Any, thread: threading.Thread) -> None:
+    http.should_exit = True
+    thread.join(timeout=30)
+
+
+# -- kill -9 of the model server ------------------------------------------------------------
+def _model_server_cmd(base: Path, grpc_port: int, rest_port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "mrl_keras.cli", "model-server",
+        "--model-base-path", str(base), "--model-name", chaos.MODEL_NAME,
+        "--port", str(grpc_port), "--rest-api-port", str(rest_port), "--host", "127.0.0.1",
+    ]  # fmt: skip
+
+
+def _available(rest_port: int) -> bool:
+    import requests
+
+    try:
+        r = requests.get(f"http://127.0.0.1:{rest_port}/v1/models/{chaos.MODEL_NAME}", timeout=1)
+        states = [v["state"] for v in r.json().get("model_version_status", [])]
+        return "AVAILABLE" in states
+    except (requests.RequestException, ValueError):
+        return False
+
+
+def _start_model_server(base: Path, grpc_port: int, rest_port: int, log: Path):
+    out = open(log, "ab")  # noqa: SIM115 (closed with the process)
+    proc = subprocess.Popen(
+        _model_server_cmd(base, grpc_port, rest_port), stdout=out, stderr=subprocess.STDOUT
+    )
+    proc.log_file = out
+    start = time.monotonic()
+    while not _available(rest_port):
+        if proc.poll() is not None or time.monotonic() - start > 180:
+            raise RuntimeError(f"mrl model-server did not become AVAILABLE (see {log})")
+        time.sleep(0.01)
+    return proc, time.monotonic() - start
+
+
+def _kill(proc) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    proc.log_file.close()
+
+
+def kill_model_server(workdir: Path, transport: str, quick: bool) -> list[dict[str, Any]]:
+    import requests
+
+    from mrl_keras.serving import LocalModel, TFServingGrpc, TFServingRest
+    from mrl_keras.serving.service.search_service import SearchService, ServiceConfig
+
+    base = _model_base(workdir, quick)
+    index = _build(LocalModel(str(base), model_name=chaos.MODEL_NAME), base.parent.parent / "index")
+    grpc_port, rest_port = chaos.free_port(), chaos.free_port()
+    log = base.parent.parent / "model_server.log"
+    proc, first_start_s = _start_model_server(base, grpc_port, rest_port, log)
+    if transport == "grpc":
+        backend = TFServingGrpc(f"127.0.0.1:{grpc_port}", chaos.MODEL_NAME, timeout=10)
+    else:
+        backend = TFServingRest(f"http://127.0.0.1:{rest_port}", chaos.MODEL_NAME, timeout=10)
+    service = SearchService(backend, index, ServiceConfig(default_timeout=10.0))
+    url, http, http_thread = chaos._serve(service)
+    clients = 4 if quick else 16
+    searchers = Searchers(url, clients).start()
+    ready_ms: list[float] = []
+    notes = []
+    try:
+        time.sleep(1.0 if quick else 3.0)
+        killed = time.monotonic()
+        _kill(proc)
+        outage = 1.5 if quick else 5.0
+        while time.monotonic() - killed < outage:  # /readyz while the backend is down
+            t = time.perf_counter()
+            r = requests.get(f"{url}/readyz", timeout=10)
+            ready_ms.append((time.perf_counter() - t) * 1e3)
+            if r.status_code == 200 and time.monotonic() - killed > 1.0:
+                notes.append("readyz still 200 1 s after the kill")
+            time.sleep(0.05)
+        restart = time.monotonic()
+        proc, restart_s = _start_model_server(base, grpc_port, rest_port, log)
+        available = time.monotonic()
+        recovered = None
+        while recovered is None and time.monotonic() - available < 30:
+            ok = [e for e in searchers.window(available, time.monotonic()) if e[2] == 200]
+            if ok:
+                recovered = min(e[0] for e in ok)
+            time.sleep(0.005)
+        time.sleep(0.5)
+    finally:
+        searchers.finish()
+        _stop_http(http, http_thread)
+        service.close()
+        backend.close()
+        _kill(proc)
+    down = searchers.window(killed, restart)
+    first_503 = min((e[0] for e in down if e[2] == 503), default=None)
+    bad = {s: n for s, n in _failed(down).items() if s != "503"}
+    p50, p99 = common.percentiles_ms([e[1] for e in down if e[2] == 503])
+    after = searchers.window(available, float("inf"))
+    notes.insert(
+        0,
+        f"dev server start {first_start_s:.1f} s, restart to AVAILABLE {restart_s:.1f} s; "
+        f"/readyz during the outage p50 {np.median(ready_ms):.1f} ms, max {max(ready_ms):.1f} "
+        f"ms; p50/p99 are the 503s' latency",
+    )
+    ok = first_503 is not None and not bad and recovered is not None and not notes[1:]
+    shutil.rmtree(base.parent.parent, ignore_errors=True)
+    return [
+        chaos.row(
+            f"kill -9 of mrl model-server + restart, {clients} clients, {transport}",
+            sent=len(down) + len(after),
+            failed_by_status=_failed(down + after),
+            p50_ms=p50,
+            p99_ms=p99,
+            time_to_503_ms=None if first_503 is None else (first_503 - killed) * 1e3,
+            time_to_recover_ms=None if recovered is None else (recovered - available) * 1e3,
+            notes="; ".join(notes),
+            ok=ok,
+        )
+    ]
+
+
+def scenario_kill_model_server_grpc(workdir: Path, quick: bool) -> list[dict[str, Any]]:
+    return kill_model_server(workdir, "grpc", quick)
+
+
+def scenario_kill_model_server_rest(workdir: Path, quick: bool) -> list[dict[str, Any]]:
+    return kill_model_server(workdir, "rest", quick)
+
+
+# -- reload storm ---------------------------------------------------------------------------
+def scenario_reload_storm(workdir: Path, quick: bool) -> list[dict[str, Any]]:
+    import requests
+
+    from mrl_keras.serving import LocalModel
+    from mrl_keras.serving.service.search_service import SearchService, ServiceConfig
+
+    base = _model_base(workdir, quick)
+    backend = LocalModel(str(base), model_name=chaos.MODEL_NAME)
+    index = _build(backend, base.parent.parent / "index")  # un-versioned: every reload loads
+    service = SearchService(backend, index, ServiceConfig(verify_interval_s=0))
+    url, http, http_thread = chaos._serve(service)
+    clients, stormers, phase = (4, 8, 2.0) if quick else (16, 40, 15.0)
+    searchers = Searchers(url, clients).start()
+    stop, calls, statuses = threading.Event(), [0], collections.Counter()
+    lock = threading.Lock()
+
+    def storm():
+        session = requests.Session()
+        while not stop.is_set():
+            try:
+                status = session.post(f"{url}/admin/reload", json={}, timeout=60).status_code
+            except requests.RequestException as e:
+                status = type(e).__name__
+            with lock:
+                calls[0] += 1
+                statuses[str(status)] += 1
+        session.close()
+
+    try:
+        time.sleep(1.0)  # warm up
+        t0 = time.monotonic()
+        time.sleep(phase)
+        t1 = time.monotonic()
+        loads_before = service.reloader.runs
+        threads = [threading.Thread(target=storm) for _ in range(stormers)]
+        for t in threads:
+            t.start()
+        time.sleep(phase)
+        t2 = time.monotonic()
+        stop.set()
+        for t in threads:
+            t.join(timeout=120)
+        loads = service.reloader.runs - loads_before
+    finally:
+        searchers.finish()
+        _stop_http(http, http_thread)
+        service.close()
+        backend.close()
+    rows = []
+    for label, (a, b) in (("before", (t0, t1)), ("during", (t1, t2))):
+        entries = searchers.window(a, b)
+        p50, p99 = common.percentiles_ms([e[1] for e in entries])
+        rate = len(entries) / (b - a)
+        note = f"{rate:.0f} searches/s"
+        if label == "during":
+            note += (
+                f"; {calls[0]} reload calls from {stormers} threads, {loads} loads "
+                f"(at most {service.reloader.max_concurrent} at a time), reload answers "
+                f"{dict(statuses)}"
+            )
+        rows.append(
+            chaos.row(
+                f"reload storm {label}, {clients} search clients",
+                sent=len(entries),
+                failed_by_status=_failed(entries),
+                p50_ms=p50,
+                p99_ms=p99,
+                notes=note,
+                ok=not _failed(entries)
+                and service.reloader.max_concurrent == 1
+                and set(statuses) <= {"200"},
+            )
+        )
+    shutil.rmtree(base.parent.parent, ignore_errors=True)
+    return rows
+
+
+# -- bit flip -------------------------------------------------------------------------------
+def _flip_bit(path: Path, offset_from_end: int = 5) -> None:
+    os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+    with open(path, "r+b") as f:
+        f.seek(os.path.getsize(path) - offset_from_end)
+        byte = f.read(1)
+        f.seek(-1, io.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0x40]))  # an exponent bit of a float32: a huge score
+
+
+def scenario_bit_flip(workdir: Path, quick: bool) -> list[dict[str, Any]]:
+    import requests
+
+    from mrl_keras.serving import LocalModel
+    from mrl_keras.serving.service.search_service import SearchService, ServiceConfig
+
+    base = _model_base(workdir, quick)
+    backend = LocalModel(str(base), model_name=chaos.MODEL_NAME)
+    rows = []
+    for layout in ("versioned", "un-versioned"):
+        root = Path(tempfile.mkdtemp(prefix="flip-", dir=workdir))
+        if layout == "versioned":
+            _build(backend, root / "indexes", versioned=True, tag="v1")
+            served = _build(backend, root / "indexes", versioned=True, tag="v2")
+            index_arg = root / "indexes"
+        else:
+            served = index_arg = _build(backend, root / "index")
+        config = ServiceConfig(verify_interval_s=0.2, index_poll_s=0)
+        service = SearchService(backend, index_arg, config)
+        url, http, http_thread = chaos._serve(service)
+        searchers = Searchers(url, 2 if quick else 8).start()
+        detected = None
+        try:
+            time.sleep(0.5)
+            flipped = time.monotonic()
+            _flip_bit(Path(served) / "rerank.npy")
+            while detected is None and time.monotonic() - flipped < 20:
+                ready = requests.get(f"{url}/readyz", timeout=5)
+                moved = service.index.path != Path(served)
+                if ready.status_code == 503 or moved:
+                    detected = time.monotonic()
+                time.sleep(0.01)
+            time.sleep(1.0)
+        finally:
+            searchers.finish()
+            _stop_http(http, http_thread)
+            service.close()
+        after = [] if detected is None else searchers.window(detected + 0.05, float("inf"))
+        wrong = [e for e in after if e[2] == 200 and not e[3] <= 1.0 + 1e-4]
+        if layout == "versioned":
+            outcome = f"fell back to index version {service.index.version}"
+            fine = service.index.version == 1 and not _failed(after)
+        else:
+            statuses = sorted({str(e[2]) for e in after})
+            outcome = f"searches after detection answered {statuses}"
+            fine = statuses == ["503"]
+        rows.append(
+            chaos.row(
+                f"bit flip in the served rerank.npy ({layout})",
+                sent=len(searchers.log),
+                failed_by_status=_failed(searchers.log),
+                time_to_503_ms=None if detected is None else (detected - flipped) * 1e3,
+                notes=f"{'detected' if detected else 'NOT detected'}; {outcome}; "
+                f"{len(wrong)} answers from the flipped file after detection",
+                ok=detected is not None and not wrong and fine,
+            )
+        )
+        shutil.rmtree(root, ignore_errors=True)
+    backend.close()
+    shutil.rmtree(base.parent.parent, ignore_errors=True)
+    return rows
+
+
+# -- hostile JSON and disconnects -----------------------------------------------------------
+def _deep(n: int = DEEP) -> bytes:
+    return b"[" * n + b"]" * n
+
+
+def scenario_nested_json(workdir: Path, quick: bool) -> list[dict[str, Any]]:
+    import requests
+
+    from mrl_keras.serving import LocalModel, ModelServer
+    from mrl_keras.serving.service.search_service import SearchService, ServiceConfig
+
+    base = _model_base(workdir, quick)
+    backend = LocalModel(str(base), model_name=chaos.MODEL_NAME)
+    index = _build(backend, base.parent.parent / "index")
+    service = SearchService(backend, index, ServiceConfig(verify_interval_s=0))
+    url, http, http_thread = chaos._serve(service)
+    server = ModelServer(str(base), chaos.MODEL_NAME, port=0, rest_api_port=0).start(60)
+    bodies = [
+        _deep(),
+        b'{"instances": ' + _deep() + b"}",
+        b'{"embeddings": ' + _deep() + b"}",
+        b'{"instances": [[' + b'{"a":' * DEEP + b"1" + b"}" * DEEP + b"]]}",
+    ]
+    targets = [f"{url}{route}" for route in ("/v1/search", "/v1/classify", "/v1/embed")]
+    targets.append(f"{server.rest_url}/v1/models/{chaos.MODEL_NAME}:predict")
+    statuses, latencies = collections.Counter(), []
+    try:
+        for _ in range(1 if quick else 5):
+            for target in targets:
+                for body in bodies:
+                    t = time.perf_counter()
+                    r = requests.post(target, data=body, headers=JSON_HEADERS, timeout=60)
+                    latencies.append(time.perf_counter() - t)
+                    statuses[str(r.status_code)] += 1
+        alive = requests.post(
+            f"{url}/v1/search", json={"embeddings": [[0.1] * chaos.EMBEDDING_DIM]}, timeout=30
+        ).status_code
+    finally:
+        _stop_http(http, http_thread)
+        service.close()
+        server.stop()
+        backend.close()
+    p50, p99 = common.percentiles_ms(latencies)
+    shutil.rmtree(base.parent.parent, ignore_errors=True)
+    return [
+        chaos.row(
+            f"JSON nested {DEEP:,} deep: 3 service routes + dev server REST",
+            sent=sum(statuses.values()),
+            failed_by_status=dict(statuses),
+            p50_ms=p50,
+            p99_ms=p99,
+            notes=f"all 400 (none 500); a valid search after them: {alive}",
+            ok=set(statuses) == {"400"} and alive == 200,
+        )
+    ]
+
+
+def scenario_client_disconnect(workdir: Path, quick: bool) -> list[dict[str, Any]]:
+    import requests
+
+    from mrl_keras.serving import LocalModel
+    from mrl_keras.serving.service.search_service import SearchService, ServiceConfig
+
+    base = _model_base(workdir, quick)
+    backend = LocalModel(str(base), model_name=chaos.MODEL_NAME)
+    index = _build(backend, base.parent.parent / "index")
+    service = SearchService(backend, index, ServiceConfig(verify_interval_s=0))
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append
+    watched = [logging.getLogger(n) for n in ("mrl_keras.serving.service", "uvicorn.error")]
+    for logger in watched:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    url, http, http_thread = chaos._serve(service)
+    port = int(url.rsplit(":", 1)[1])
+    n = 10 if quick else 200
+    try:
+        for _ in range(n):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(
+                    b"POST /v1/search HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+                    b'{"instances": [[0.1, 0.2'
+                )
+        metrics, seen = "", 0
+        for _ in range(400):  # bounded: until the server counted them all
+            metrics = requests.get(f"{url}/metrics", timeout=5).text
+            line = [x for x in metrics.splitlines() if 'route="/v1/search",status="499"' in x]
+            seen = int(float(line[0].rsplit(" ", 1)[1])) if line else 0
+            if seen >= n:
+                break
+            time.sleep(0.05)
+    finally:
+        _stop_http(http, http_thread)
+        service.close()
+        backend.close()
+        for logger in watched:
+            logger.removeHandler(handler)
+    errors = [r for r in records if r.levelno >= logging.ERROR or r.exc_info]
+    five_hundreds = 'status="500"' in metrics
+    shutil.rmtree(base.parent.parent, ignore_errors=True)
+    return [
+        chaos.row(
+            f"client disconnect mid-body x{n}",
+            sent=n,
+            failed_by_status={"499": seen},
+            notes=f"{seen} counted as 499 in /metrics, 500s: {'yes' if five_hundreds else 'none'}, "
+            f"log errors/tracebacks: {len(errors)}",
+            ok=seen == n and not five_hundreds and not errors,
+        )
+    ]
+
+
+# -- standalone ------------------------------------------------------------------------------
+def scenarios() -> list[tuple[str, Any]]:
+    return [(n, f) for n, f in sorted(globals().items()) if n.startswith("scenario_")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.chaos_failures", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="correctness checks only")
+    parser.add_argument("--only", default="", help="comma list: scenarios whose name has one")
+    parser.add_argument("--workdir", help="scratch folder (default: a temporary one)")
+    parser.add_argument("--results", action="store_true", help="write the RESULTS.md section")
+    args = parser.parse_args(argv)
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="mrl-chaos-failures-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    wanted = [w for w in args.only.split(",") if w]
+    rows, start = [], time.monotonic()
+    for name, fn in scenarios():
+        if wanted and not any(w in name for w in wanted):
+            continue
+        common.log(f"chaos_failures: {name} ...")
+        t0 = time.monotonic()
+        try:
+            rows.extend(fn(workdir, args.quick))
+        except Exception as e:  # a scenario that cannot finish is a violation, not a crash
+            rows.append(chaos.row(name, notes=f"did not finish: {type(e).__name__}: {e}", ok=False))
+        common.log(f"chaos_failures: {name} done in {time.monotonic() - t0:.1f} s")
+    text = chaos.table(rows)
+    print(text)
+    bad = chaos.violations(rows)
+    for v in bad:
+        print(f"VIOLATION: {v}", file=sys.stderr)
+    if args.results and not args.quick:
+        run = {
+            "command": common.command_line(argv, "benchmarks.chaos_failures"),
+            "date": common.utc_now(),
+            "wall_s": time.monotonic() - start,
+            "machine": common.machine(),
+            "versions": common.versions("tensorflow", "grpcio", "fastapi", "uvicorn"),
+        }
+        lines = common.run_header(run, " (load average {load} at the start, shared)")
+        common.save_json(
+            common.BENCH_DIR / "results" / "chaos_failures.json",
+            {**run, "rows": json.loads(json.dumps(rows, default=str))},
+        )
+        common.write_section(SECTION, "\n".join(lines) + "\n\n" + text + "\n")
+    if not args.workdir:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
