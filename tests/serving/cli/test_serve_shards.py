@@ -36,3 +36,20 @@ def test_a_port_in_use_fails_before_the_front_says_it_is_up(capsys):
     err = capsys.readouterr().err
     assert f"cannot listen on 127.0.0.1:{port}" in err and "front over" not in err
     assert err.count("\n") == 1
+
+
+def test_a_sharded_index_is_served_in_one_process(tmp_path, capsys):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "retrieval"))
+    from sharding_testing import write_embedding_shards
+
+    from mrl_keras.serving.retrieval.sharded import build_sharded_index
+
+    write_embedding_shards(tmp_path / "emb", n=40, d=16, num_shards=2)
+    build_sharded_index(tmp_path / "idx", tmp_path / "emb", shards=2, shortlist_dim=8, processes=1)
+    assert serve.main(["--index", str(tmp_path / "idx"), "--help"]) == 0
+    assert "whole sharded index in one process" in capsys.readouterr().out
+    assert serve.main(["--index", str(tmp_path / "idx"), "--model", str(tmp_path / "none")]) == 2
+    assert "does not exist" in capsys.readouterr().err
