@@ -100,6 +100,12 @@ def parse_args(argv):
     p.add_argument("--no-results", action="store_true")
     p.add_argument("--quick", action="store_true", help="smoke: n=1500, d=32, one family member")
     p.add_argument(
+        "--finalize-partial",
+        type=Path,
+        default=None,
+        help="save a run from a killed run's partial_rows.json (its contenders so far) and render",
+    )
+    p.add_argument(
         "--render-only",
         action="store_true",
         help="only rewrite the RESULTS.md section from results/peers_*.json and peers_notes.md",
@@ -145,8 +151,9 @@ def datasets(args):
         )
         yield ds, q[args.queries :]
         return
-    for alpha in (float(a) for a in args.alphas.split(",")):
-        for noise in (float(x) for x in args.noises.split(",")):
+    alphas = [float(a) for a in args.alphas.split(",")]
+    for noise in (float(x) for x in args.noises.split(",")):  # every decay at each noise level
+        for alpha in alphas:
             kw = {"alpha": alpha, "noise": noise}
             db, labels = synthetic.generate(args.n, args.d, args.classes, **kw)
             q, ql = synthetic.generate(
@@ -285,7 +292,19 @@ def run_dataset(ds, tune_q, args, argv, work):
             except ImportError as e:
                 skipped.append(f"{c.name}: {e}")
             # what was measured so far survives a later contender's death (memory, time)
-            common.save_json(work / "partial_rows.json", {"dataset": ds.name, "rows": rows})
+            common.save_json(
+                work / "partial_rows.json",
+                {
+                    "dataset": ds.name,
+                    "notes": ds.notes,
+                    "n": int(ds.db.shape[0]),
+                    "d": int(ds.db.shape[1]),
+                    "rows": rows,
+                    "skipped": skipped,
+                    "command": common.command_line(argv, "benchmarks.retrieval_peers"),
+                    "started": started,
+                },
+            )
     run = {
         "dataset": ds.name,
         "notes": ds.notes,
@@ -303,6 +322,32 @@ def run_dataset(ds, tune_q, args, argv, work):
     }
     run["summary"] = summarize(rows, run["bandwidth_gbs"])
     return run
+
+
+def finalize_partial(path: Path, results_dir: Path) -> None:
+    """A run from the rows a killed run saved (`partial_rows.json`), marked as partial."""
+    from benchmarks.retrieval import memory_bandwidth_gbs
+
+    part = json.loads(path.read_text())
+    methods = sorted({r["method"] for r in part["rows"]})
+    run = {
+        "dataset": part["dataset"],
+        "notes": part.get("notes", "") + " **Partial run: stopped at the deadline after "
+        f"{len(methods)} contenders ({', '.join(methods)}); the others were not measured.**",
+        "n": part.get("n", 0),
+        "d": part.get("d", 0),
+        "command": part.get("command", "?"),
+        "date": common.utc_now(),
+        "wall_s": time.time() - part.get("started", time.time()),
+        "machine": common.machine(),
+        "bandwidth_gbs": memory_bandwidth_gbs(),
+        "rows": part["rows"],
+        "skipped": part.get("skipped", []),
+    }
+    run["summary"] = summarize(run["rows"], run["bandwidth_gbs"])
+    slug = "".join(ch if ch.isalnum() else "-" for ch in run["dataset"].split("(")[0]).strip("-")
+    common.save_json(results_dir / "results" / f"peers_{slug}_{run['n']}.json", run)
+    render_results(results_dir)
 
 
 SECTION = "Adaptive retrieval vs tuned peers on data we did not design (issue 16)"
@@ -327,6 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.render_only:
         render_results(args.results_dir)
+        return 0
+    if args.finalize_partial is not None:
+        finalize_partial(args.finalize_partial, args.results_dir)
         return 0
     work = args.cache / "work_peers"
     work.mkdir(parents=True, exist_ok=True)
