@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.finalize_partial is not None:
         finalize_partial(args.finalize_partial, args.results_dir)
         return 0
-    work = args.cache / "work_peers"
+    work = args.cache / f"work_peers_{args.data}_{args.n}"  # one per run: runs may overlap
     work.mkdir(parents=True, exist_ok=True)
     texts = []
     for ds, tune_q in datasets(args):
