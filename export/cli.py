@@ -201,6 +201,18 @@ def _model_file(path: str) -> str:
     )
 
 
+def _register_keras_hub() -> bool:
+    """Imports keras-hub (the `text` extra) if installed and not yet imported; True if that
+    registered new Keras objects, so loading again may succeed."""
+    import importlib.util
+
+    if "keras_hub" in sys.modules or importlib.util.find_spec("keras_hub") is None:
+        return False
+    import keras_hub  # noqa: F401
+
+    return True
+
+
 def _say(message: str) -> None:
     print(f"mrl export: {message}", file=sys.stderr, flush=True)
 
@@ -271,7 +283,12 @@ def _run(args: argparse.Namespace) -> int:
     try:
         model = keras.saving.load_model(model_path, compile=False)
     except Exception as e:  # Keras raises many types for unreadable files
-        raise ValueError(f"cannot load --model {model_path!r}: {e}") from e
+        if not _register_keras_hub():
+            raise ValueError(f"cannot load --model {model_path!r}: {e}") from e
+        try:  # a keras-hub text encoder (docs/text.md): its layers register on import
+            model = keras.saving.load_model(model_path, compile=False)
+        except Exception as e2:
+            raise ValueError(f"cannot load --model {model_path!r}: {e2}") from e2
     if holdout is not None:
         _say(f"calibrating the cascade on {len(holdout[1])} holdout examples")
     _say(f"writing a SavedModel under {args.base_path}")

@@ -292,11 +292,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(train)} train pairs, {len(test)} test pairs", file=sys.stderr)
     base = TextConfig(d=args.d, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
     vocabulary = compute_vocabulary(train.short + train.long, base.vocabulary_size)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "vocabulary.txt"), "w", encoding="utf-8") as f:
+        f.write("\n".join(vocabulary) + "\n")  # the client's tokenizer (build_preprocessor)
     results = {}
     for mode in args.modes.split(","):
         config = dataclasses.replace(base, mode=mode)
         summary = train_text_pairs(train, test, config, vocabulary, verbose=args.verbose)
-        summary.pop("encoder")
+        encoder = summary.pop("encoder")  # saved for `mrl export --model` (docs/text.md)
+        token_ids_model(encoder, config.sequence_length).save(
+            os.path.join(args.out, f"{mode}_token_ids.keras")
+        )
         results[mode.upper()] = summary
         print(f"{mode}: {json.dumps(summary['recall'])} {summary['seconds']}", file=sys.stderr)
     os.makedirs(args.out, exist_ok=True)

@@ -151,3 +151,23 @@ def test_text_export_has_per_prefix_signatures_on_token_ids(tmp_path):
     assert not [op for op in ops if op in TEXT_OPS or op.startswith("TFText")]
     with pytest.raises(ValueError, match="sequence_length >= 2"):
         tm.token_ids_model(encoder, 1)
+
+
+def test_mrl_export_loads_a_saved_token_ids_model(tmp_path):
+    """`mrl export --model X_token_ids.keras` (what `text_models` saves per mode) writes
+    embed_{m} per nesting dim taking token ids. (In a fresh process keras-hub is not imported
+    yet: export imports it when the first load fails; this process has imported it.)"""
+    from mrl_keras.export import read_metadata
+    from mrl_keras.export.cli import main as export_main
+
+    vocabulary = tm.compute_vocabulary(["a tiny corpus of words", "more words here"], 30)
+    config = tm.TextConfig(
+        d=16, num_layers=1, num_heads=1, hidden_dim=16, intermediate_dim=32, sequence_length=8
+    )
+    path = tmp_path / "mrl_token_ids.keras"
+    tm.token_ids_model(tm.build_text_encoder(config, len(vocabulary)), 8).save(path)
+    base = tmp_path / "models" / "text"
+    argv = ["--model", str(path), "--model-base-path", str(base), "--nesting-dims", "4,8,16"]
+    assert export_main([*argv, "--no-warmup"]) == 0
+    meta = read_metadata(str(base))
+    assert meta["input"]["dtype"] == "int32" and meta["exported_dims"] == [4, 8, 16]
