@@ -115,13 +115,15 @@ TEXT_OPS = ("CaseFoldUTF8", "RegexSplitWithOffsets", "FastWordpieceTokenizeWithO
 
 
 def test_text_export_has_per_prefix_signatures_on_token_ids(tmp_path):
-    """`token_ids_model` + `export_saved_model`: `embed_{m}` per prefix taking token ids,
-    equal to the encoder's normalised prefixes in NumPy, with no tensorflow-text op."""
+    """`token_ids_model` saved as `text_models` saves it, then `mrl export --model` on it:
+    `embed_{m}` per prefix taking token ids, equal to the encoder's normalised prefixes in
+    NumPy, with no tensorflow-text op in the graph. (In a fresh process keras-hub is not
+    imported yet: export imports it when the first load fails; this process has imported it.)"""
     import tensorflow as tf
     from tensorflow.core.protobuf import saved_model_pb2
 
     from mrl_keras.export import read_metadata
-    from mrl_keras.export.saved_model import export_saved_model
+    from mrl_keras.export.cli import main as export_main
 
     texts = ["frobnicate files quickly", "a baz is a baz", "json parsing library", "web server"]
     vocabulary = tm.compute_vocabulary(texts, 40)
@@ -129,45 +131,28 @@ def test_text_export_has_per_prefix_signatures_on_token_ids(tmp_path):
         d=16, num_layers=1, num_heads=1, hidden_dim=16, intermediate_dim=32, sequence_length=12
     )
     encoder = tm.build_text_encoder(config, len(vocabulary))
-    model = tm.token_ids_model(encoder, config.sequence_length)
-    result = export_saved_model(model, str(tmp_path / "text"), nesting_dims=(4, 8, 16))
-    assert result.signatures == ("embed_4", "embed_8", "embed_16")
-    meta = read_metadata(result.path)
+    path = tmp_path / "mrl_token_ids.keras"
+    tm.token_ids_model(encoder, config.sequence_length).save(path)
+    base = tmp_path / "models" / "text"
+    argv = ["--model", str(path), "--model-base-path", str(base), "--nesting-dims", "4,8,16"]
+    assert export_main([*argv, "--no-warmup"]) == 0
+    meta = read_metadata(str(base))
     assert meta["input"] == {"name": "inputs", "shape": [None, 12], "dtype": "int32"}
+    assert meta["signatures"] == ["embed_4", "embed_8", "embed_16"]
 
     inputs = tm.tokenize(tm.build_preprocessor(vocabulary, config.sequence_length), texts)
     z = encoder.predict(inputs, verbose=0)
-    loaded = tf.saved_model.load(result.path)
+    loaded = tf.saved_model.load(meta["path"])
     for m in (4, 8, 16):
         got = loaded.signatures[f"embed_{m}"](inputs=tf.constant(inputs["token_ids"]))
         expected = z[:, :m] / np.linalg.norm(z[:, :m], axis=1, keepdims=True)
         np.testing.assert_allclose(got["embedding"].numpy(), expected, atol=1e-5)
 
     proto = saved_model_pb2.SavedModel()
-    with open(os.path.join(result.path, "saved_model.pb"), "rb") as f:
+    with open(os.path.join(meta["path"], "saved_model.pb"), "rb") as f:
         proto.ParseFromString(f.read())
     graph = proto.meta_graphs[0].graph_def
     ops = {n.op for n in graph.node} | {n.op for fn in graph.library.function for n in fn.node_def}
     assert not [op for op in ops if op in TEXT_OPS or op.startswith("TFText")]
     with pytest.raises(ValueError, match="sequence_length >= 2"):
         tm.token_ids_model(encoder, 1)
-
-
-def test_mrl_export_loads_a_saved_token_ids_model(tmp_path):
-    """`mrl export --model X_token_ids.keras` (what `text_models` saves per mode) writes
-    embed_{m} per nesting dim taking token ids. (In a fresh process keras-hub is not imported
-    yet: export imports it when the first load fails; this process has imported it.)"""
-    from mrl_keras.export import read_metadata
-    from mrl_keras.export.cli import main as export_main
-
-    vocabulary = tm.compute_vocabulary(["a tiny corpus of words", "more words here"], 30)
-    config = tm.TextConfig(
-        d=16, num_layers=1, num_heads=1, hidden_dim=16, intermediate_dim=32, sequence_length=8
-    )
-    path = tmp_path / "mrl_token_ids.keras"
-    tm.token_ids_model(tm.build_text_encoder(config, len(vocabulary)), 8).save(path)
-    base = tmp_path / "models" / "text"
-    argv = ["--model", str(path), "--model-base-path", str(base), "--nesting-dims", "4,8,16"]
-    assert export_main([*argv, "--no-warmup"]) == 0
-    meta = read_metadata(str(base))
-    assert meta["input"]["dtype"] == "int32" and meta["exported_dims"] == [4, 8, 16]
