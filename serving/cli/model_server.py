@@ -16,6 +16,26 @@ from mrl_keras.cli_parser import Parser
 from mrl_keras.serving.model_server.server import ModelServer
 
 
+def import_tensorflow_without_keras() -> None:
+    """Imports TensorFlow without the Keras it loads eagerly.
+
+    `import tensorflow` imports `keras.src.optimizers` (so that Keras optimizers register with
+    the SavedModel loader), which imports all of Keras and, through its visualization module,
+    matplotlib: about a fifth of the dev server's start (measured in benchmarks/RESULTS.md,
+    "Chaos: failures"). The server loads SavedModels with `tf.saved_model.load`, which needs
+    none of it. TensorFlow skips that import on an ImportError, so the module is marked
+    missing for the duration of the import, then unmarked: a later `import keras` works.
+    """
+    if "tensorflow" in sys.modules or "keras.src.optimizers" in sys.modules:
+        return
+    sys.modules["keras.src.optimizers"] = None  # type: ignore[assignment]
+    try:
+        import tensorflow  # noqa: F401
+    finally:
+        if sys.modules.get("keras.src.optimizers", 0) is None:
+            del sys.modules["keras.src.optimizers"]
+
+
 def _parse_labels(values: list[str]) -> dict[str, int]:
     labels = {}
     for item in values:
@@ -216,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: {e}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    import_tensorflow_without_keras()
     try:
         server.start(wait_for_model_s=args.wait_for_model_seconds)
     except (OSError, TimeoutError) as e:

@@ -151,3 +151,22 @@ def test_metrics_need_the_rest_port(tmp_path, capsys):
     argv = ["--model-base-path", str(tmp_path), "--monitoring-config-file", str(config)]
     assert main([*argv, "--rest-api-port", "0"]) == 2
     assert "served on the REST port" in capsys.readouterr().err
+
+
+def test_tensorflow_is_imported_without_keras_and_keras_still_imports_later():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from mrl_keras.serving.cli.model_server import import_tensorflow_without_keras\n"
+        "import_tensorflow_without_keras()\n"
+        "import tensorflow as tf\n"
+        "assert 'keras' not in sys.modules and 'matplotlib' not in sys.modules, 'keras loaded'\n"
+        "assert float(tf.reduce_sum(tf.ones(3))) == 3.0\n"
+        "import keras\n"
+        "assert keras.ops.sum(keras.ops.ones(2)).numpy() == 2.0\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
