@@ -1,0 +1,60 @@
+"""Recall cap of each rerank store dtype: rerank the exact full-d top-100 with the store's
+decoded values and compare the top 10 with the exact float32 top 10 (only the store's precision
+can lose anything). Real CJK embeddings (the first 200,000 of `benchmarks/cjk_corpus.py`'s
+corpus, built first) and the generator family at 20,000 x 256.
+
+    python -m benchmarks.store_recall
+"""
+
+import sys
+
+import numpy as np
+
+from benchmarks import cjk_corpus, synthetic
+from benchmarks.common import DEFAULT_CACHE
+from benchmarks.contenders import exact_topk
+from mrl_keras.serving.retrieval.rerank import PrefixReranker
+from mrl_keras.serving.retrieval.store_codecs import from_bfloat16_bits, to_bfloat16_bits
+from mrl_keras.serving.retrieval.store_int8 import decode_rows, encode_int8, int8_scales
+
+
+def check(name, db, q):
+    gt = exact_topk(db, q, 10)
+    cand = exact_topk(db, q, 100)  # the exact top-100 at full d: only the store's precision matters
+    out = [name]
+    for kind in ("float32", "bfloat16", "int8"):
+        if kind == "float32":
+            st, sc, dec = db, None, db
+        elif kind == "bfloat16":
+            st = to_bfloat16_bits(db)
+            sc = None
+            dec = from_bfloat16_bits(st)
+        else:
+            sc = int8_scales(db, db.shape[1])
+            st = encode_int8(db, sc)
+            dec = decode_rows(st, sc)
+        norms = np.linalg.norm(dec, axis=1, keepdims=True).astype(np.float32)
+        r = PrefixReranker(st, norms, (db.shape[1],), scales=sc)
+        rows, scores, _ = r.rerank(q, cand, np.ones(cand.shape, bool), [(db.shape[1], 10)])
+        rec = np.mean(
+            [len(set(a) & set(b)) / 10 for a, b in zip(rows.tolist(), gt.tolist(), strict=True)]
+        )
+        out.append(f"{kind} {rec:.4f}")
+    print(" | ".join(out), flush=True)
+
+
+def main() -> int:
+    db, _labels, q, _ql, _st = cjk_corpus.load_corpus(DEFAULT_CACHE, 1100)
+    check("CJK real 200k x 512", np.ascontiguousarray(db[:200000]), q[:500])
+    for noise in (0.8, 1.6):
+        for a in (0.6, 1.2, 2.0):
+            x, _ = synthetic.generate(20000, 256, 500, alpha=a, noise=noise)
+            qq, _ = synthetic.generate(
+                300, 256, 500, alpha=a, noise=noise, stream=synthetic.QUERY_STREAM
+            )
+            check(f"family alpha={a} noise={noise} 20k x 256", x, qq)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
