@@ -11,15 +11,19 @@ scenarios and prints one table; this module also runs alone:
     python -m benchmarks.chaos_failures --quick         # correctness only (no timing checked)
 
 - `kill_model_server_grpc`, `kill_model_server_rest`: `mrl model-server` as a subprocess on
-  127.0.0.1, the service (in this process) over it, clients searching; kill -9 of the server:
+  127.0.0.1 (`--quick`: the dev server in this process, stopped abruptly, to spare two
+  TensorFlow start-ups per scenario), the service (in this process) over it, clients searching; kill -9 of the server:
   time until the first 503, the latency of the 503s (p50/p99) and of `/readyz` during the
   outage; the same command restarted on the same ports: the seconds until it reports the
   model AVAILABLE (the dev server's restart time), then the time until the service answers
   200 again (time to recover, measured from AVAILABLE). Target: every failure a 503 (no 500,
   no hang), recovery without a restart of the service.
-- `reload_storm`: clients searching for a while, then the same with 40 threads calling
-  `POST /admin/reload` as fast as they can: searches per second and p50/p99 before and
-  during, and how many loads the storm's calls cost (the reload worker coalesces them).
+- `reload_storm`: clients searching for a while; then the same with 40 threads calling
+  `GET /healthz` as fast as they can (the control: what 40 clients' requests cost the event
+  loop and the GIL, as the clients run in this process); then, after a rebuild of the index,
+  40 threads calling `POST /admin/reload`: searches per second and p50/p99 in each phase,
+  and how many runs and index loads the storm's calls cost (the reload worker coalesces them;
+  an unchanged directory is not loaded again).
   Target: no failed search; at most one load at a time.
 - `bit_flip`: one bit of the served version's `rerank.npy` flipped in place under a running
   service (verification every 0.2 s): the time until it is detected, and whether any answer
@@ -194,6 +198,42 @@ def _kill(proc) -> None:
     proc.log_file.close()
 
 
+class _InProcess:
+    """The quick form's model server: in this process (no TensorFlow start-up per restart),
+    stopped abruptly (connections dropped) instead of kill -9."""
+
+    def __init__(self, base: Path, grpc_port: int, rest_port: int):
+        from mrl_keras.serving import ModelServer
+
+        start = time.monotonic()
+        self.server = ModelServer(
+            str(base), chaos.MODEL_NAME, port=grpc_port, rest_api_port=rest_port
+        ).start(wait_for_model_s=120)
+        self.start_s = time.monotonic() - start
+
+    def poll(self):
+        return None if self.server is not None else 0
+
+    def kill(self) -> None:
+        if self.server is not None:
+            self.server.stop(grace=0)
+            self.server = None
+
+
+def _launch(base: Path, grpc_port: int, rest_port: int, log: Path, quick: bool):
+    if quick:
+        proc = _InProcess(base, grpc_port, rest_port)
+        return proc, proc.start_s
+    return _start_model_server(base, grpc_port, rest_port, log)
+
+
+def _terminate(proc) -> None:
+    if isinstance(proc, _InProcess):
+        proc.kill()
+    else:
+        _kill(proc)
+
+
 def kill_model_server(workdir: Path, transport: str, quick: bool) -> list[dict[str, Any]]:
     import requests
 
@@ -204,7 +244,7 @@ def kill_model_server(workdir: Path, transport: str, quick: bool) -> list[dict[s
     index = _build(LocalModel(str(base), model_name=chaos.MODEL_NAME), base.parent.parent / "index")
     grpc_port, rest_port = chaos.free_port(), chaos.free_port()
     log = base.parent.parent / "model_server.log"
-    proc, first_start_s = _start_model_server(base, grpc_port, rest_port, log)
+    proc, first_start_s = _launch(base, grpc_port, rest_port, log, quick)
     if transport == "grpc":
         backend = TFServingGrpc(f"127.0.0.1:{grpc_port}", chaos.MODEL_NAME, timeout=10)
     else:
@@ -218,7 +258,7 @@ def kill_model_server(workdir: Path, transport: str, quick: bool) -> list[dict[s
     try:
         time.sleep(1.0 if quick else 3.0)
         killed = time.monotonic()
-        _kill(proc)
+        _terminate(proc)
         outage = 1.5 if quick else 5.0
         while time.monotonic() - killed < outage:  # /readyz while the backend is down
             t = time.perf_counter()
@@ -228,7 +268,7 @@ def kill_model_server(workdir: Path, transport: str, quick: bool) -> list[dict[s
                 notes.append("readyz still 200 1 s after the kill")
             time.sleep(0.05)
         restart = time.monotonic()
-        proc, restart_s = _start_model_server(base, grpc_port, rest_port, log)
+        proc, restart_s = _launch(base, grpc_port, rest_port, log, quick)
         available = time.monotonic()
         recovered = None
         while recovered is None and time.monotonic() - available < 30:
@@ -242,7 +282,7 @@ def kill_model_server(workdir: Path, transport: str, quick: bool) -> list[dict[s
         _stop_http(http, http_thread)
         service.close()
         backend.close()
-        _kill(proc)
+        _terminate(proc)
     down = searchers.window(killed, restart)
     first_503 = min((e[0] for e in down if e[2] == 503), default=None)
     bad = {s: n for s, n in _failed(down).items() if s != "503"}
@@ -256,9 +296,10 @@ def kill_model_server(workdir: Path, transport: str, quick: bool) -> list[dict[s
     )
     ok = first_503 is not None and not bad and recovered is not None and not notes[1:]
     shutil.rmtree(base.parent.parent, ignore_errors=True)
+    what = "stop of the in-process dev server" if quick else "kill -9 of mrl model-server"
     return [
         chaos.row(
-            f"kill -9 of mrl model-server + restart, {clients} clients, {transport}",
+            f"{what} + restart, {clients} clients, {transport}",
             sent=len(down) + len(after),
             failed_by_status=_failed(down + after),
             p50_ms=p50,
@@ -293,14 +334,16 @@ def scenario_reload_storm(workdir: Path, quick: bool) -> list[dict[str, Any]]:
     url, http, http_thread = chaos._serve(service)
     clients, stormers, phase = (4, 8, 2.0) if quick else (16, 40, 15.0)
     searchers = Searchers(url, clients).start()
-    stop, calls, statuses = threading.Event(), [0], collections.Counter()
     lock = threading.Lock()
 
-    def storm():
+    def storm(path: str, stop: threading.Event, calls: list, statuses: collections.Counter):
         session = requests.Session()
         while not stop.is_set():
             try:
-                status = session.post(f"{url}/admin/reload", json={}, timeout=60).status_code
+                if path == "/healthz":
+                    status = session.get(f"{url}{path}", timeout=60).status_code
+                else:
+                    status = session.post(f"{url}{path}", json={}, timeout=60).status_code
             except requests.RequestException as e:
                 status = type(e).__name__
             with lock:
@@ -308,49 +351,64 @@ def scenario_reload_storm(workdir: Path, quick: bool) -> list[dict[str, Any]]:
                 statuses[str(status)] += 1
         session.close()
 
-    try:
-        time.sleep(1.0)  # warm up
+    def phase_with(path: str | None) -> dict[str, Any]:
+        stop, calls, statuses = threading.Event(), [0], collections.Counter()
+        switches = service.pair_switches._value.get()
+        threads = [
+            threading.Thread(target=storm, args=(path, stop, calls, statuses))
+            for _ in range(stormers if path else 0)
+        ]
+        for t in threads:
+            t.start()
         t0 = time.monotonic()
         time.sleep(phase)
         t1 = time.monotonic()
-        loads_before = service.reloader.runs
-        threads = [threading.Thread(target=storm) for _ in range(stormers)]
-        for t in threads:
-            t.start()
-        time.sleep(phase)
-        t2 = time.monotonic()
         stop.set()
         for t in threads:
             t.join(timeout=120)
-        loads = service.reloader.runs - loads_before
+        loads = int(service.pair_switches._value.get() - switches)
+        return {"window": (t0, t1), "calls": calls[0], "statuses": dict(statuses), "loads": loads}
+
+    try:
+        time.sleep(1.0)  # warm up
+        phases = {"before": phase_with(None)}
+        phases["during a /healthz storm (control)"] = phase_with("/healthz")
+        # A real rebuild to pick up, then the storm: its calls share the reloads in progress.
+        _build(backend, index)
+        runs_before = service.reloader.runs
+        phases["during"] = phase_with("/admin/reload")
+        runs = service.reloader.runs - runs_before
     finally:
         searchers.finish()
         _stop_http(http, http_thread)
         service.close()
         backend.close()
     rows = []
-    for label, (a, b) in (("before", (t0, t1)), ("during", (t1, t2))):
+    for label, info in phases.items():
+        a, b = info["window"]
         entries = searchers.window(a, b)
         p50, p99 = common.percentiles_ms([e[1] for e in entries])
-        rate = len(entries) / (b - a)
-        note = f"{rate:.0f} searches/s"
-        if label == "during":
+        note = f"{len(entries) / (b - a):.0f} searches/s"
+        if label.startswith("during a"):
+            note += f"; {info['calls']} GET /healthz from {stormers} threads"
+        elif label == "during":
             note += (
-                f"; {calls[0]} reload calls from {stormers} threads, {loads} loads "
-                f"(at most {service.reloader.max_concurrent} at a time), reload answers "
-                f"{dict(statuses)}"
+                f"; {info['calls']} reload calls from {stormers} threads: {runs} runs of the "
+                f"reload worker (at most {service.reloader.max_concurrent} at a time), "
+                f"{info['loads']} index load(s); answers {info['statuses']}"
             )
+        ok = not _failed(entries) and set(info["statuses"]) <= {"200"}
+        if label == "during":
+            ok = ok and service.reloader.max_concurrent == 1 and info["loads"] >= 1
         rows.append(
             chaos.row(
-                f"reload storm {label}, {clients} search clients",
+                f"reload storm: searches {label}, {clients} search clients",
                 sent=len(entries),
                 failed_by_status=_failed(entries),
                 p50_ms=p50,
                 p99_ms=p99,
                 notes=note,
-                ok=not _failed(entries)
-                and service.reloader.max_concurrent == 1
-                and set(statuses) <= {"200"},
+                ok=ok,
             )
         )
     shutil.rmtree(base.parent.parent, ignore_errors=True)
@@ -517,7 +575,10 @@ def scenario_client_disconnect(workdir: Path, quick: bool) -> list[dict[str, Any
                 )
         metrics, seen = "", 0
         for _ in range(400):  # bounded: until the server counted them all
-            metrics = requests.get(f"{url}/metrics", timeout=5).text
+            try:
+                metrics = requests.get(f"{url}/metrics", timeout=30).text
+            except requests.Timeout:
+                continue
             line = [x for x in metrics.splitlines() if 'route="/v1/search",status="499"' in x]
             seen = int(float(line[0].rsplit(" ", 1)[1])) if line else 0
             if seen >= n:
