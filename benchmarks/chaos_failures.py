@@ -246,9 +246,19 @@ def kill_model_server(workdir: Path, transport: str, quick: bool) -> list[dict[s
     log = base.parent.parent / "model_server.log"
     proc, first_start_s = _launch(base, grpc_port, rest_port, log, quick)
     if transport == "grpc":
-        backend = TFServingGrpc(f"127.0.0.1:{grpc_port}", chaos.MODEL_NAME, timeout=10)
+        backend = TFServingGrpc(f"127.0.0.1:{grpc_port}", chaos.MODEL_NAME, timeout=10, check=False)
     else:
-        backend = TFServingRest(f"http://127.0.0.1:{rest_port}", chaos.MODEL_NAME, timeout=10)
+        backend = TFServingRest(
+            f"http://127.0.0.1:{rest_port}", chaos.MODEL_NAME, timeout=10, check=False
+        )
+    for attempt in range(3):  # a loaded machine can time out a first connect: bounded retries
+        try:
+            backend.refresh()
+            break
+        except Exception:
+            if attempt == 2:
+                raise
+            time.sleep(1.0)
     service = SearchService(backend, index, ServiceConfig(default_timeout=10.0))
     url, http, http_thread = chaos._serve(service)
     clients = 4 if quick else 16

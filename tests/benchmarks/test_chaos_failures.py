@@ -2,6 +2,8 @@
 run, tests/benchmarks/test_chaos.py, runs them all), and one of them, run here on loopback,
 returns rows of the table's keys with its correctness target met (every hostile body a 400)."""
 
+import pytest
+
 from benchmarks import chaos, chaos_failures
 
 
@@ -18,6 +20,7 @@ def test_scenarios_are_discovered_by_the_chaos_program():
         assert f"chaos_failures.scenario_{wanted}" in names
 
 
+@pytest.mark.slow  # exports a model and starts a dev server; test_chaos.py's quick run covers it
 def test_nested_json_scenario_gets_400_everywhere(tmp_path):
     rows = chaos_failures.scenario_nested_json(tmp_path, True)
     assert len(rows) == 1 and set(chaos.KEYS) <= set(rows[0])
