@@ -317,7 +317,7 @@ def rollover(workdir: Path, kind: str, quick: bool) -> list[dict[str, Any]]:
     notes.append(
         "first answer of the new pair "
         + ", ".join(f"{x:.0f}" for x in lags)
-        + " ms after its index was published"
+        + " ms after build_index returned (it publishes, then retires)"
     )
     p50, p99 = common.percentiles_ms(clients.latencies)
     label = {"local": "LocalModel", "grpc": "gRPC (dev server)", "rest": "REST (dev server)"}[kind]
