@@ -55,6 +55,9 @@ def _map_exception(service: SearchService, e: BaseException) -> JSONResponse:
         if e.code == "DEADLINE_EXCEEDED":
             return _error(504, f"Backend deadline exceeded: {e.message}")
         if e.code in _UNAVAILABLE_CODES:
+            health = getattr(service, "health", None)
+            if health is not None and e.code == "UNAVAILABLE":
+                health.report_unavailable(e.code)  # /readyz turns 503 with this answer
             return _error(503, f"Backend unavailable ({e.code}): {e.message}")
         if e.code in _BAD_INPUT_CODES:
             return _error(400, f"{e.code}: {e.message}")
@@ -227,7 +230,10 @@ def create_app(service: SearchService) -> FastAPI:
                     "checksum); not answering from it.",
                 )
             timeout = schema.timeout_of(body, config.default_timeout, config.max_timeout)
-            return JSONResponse(await _run(fn, body, timeout))
+            answer = await _run(fn, body, timeout)
+            if not service.health.snapshot()[0]:
+                service.health.poke()  # the backend answered: let /readyz see it now
+            return JSONResponse(answer)
         except request_guard.ClientGone as e:  # nobody to answer: counted as 499, no traceback
             logger.info("%s %s: %s", request.method, request.url.path, e)
             return Response(status_code=499)

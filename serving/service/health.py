@@ -90,6 +90,13 @@ class HealthProber:
         ready, details, at = self._state
         return ready, dict(details), time.monotonic() - at
 
+    def report_unavailable(self, code: str) -> None:
+        """A request just found the backend unreachable: not ready at once (no waiting for
+        the next probe), and probe again now."""
+        _, details, _ = self._state
+        self._state = (False, dict(details, backend_state=code), time.monotonic())
+        self._wake.set()
+
     def poke(self) -> None:
         """Probe again now (e.g. after a reload switched the pair)."""
         self._wake.set()

@@ -43,3 +43,18 @@ def test_a_failing_probe_never_kills_the_prober():
     ready, details, _ = prober.snapshot()
     assert not ready and details["backend_state"] == "UNKNOWN" and prober.probes >= 2
     prober.close()
+
+
+def test_a_reported_failure_is_visible_at_once_and_the_next_probe_corrects_it():
+    prober = HealthProber(lambda: (True, {"backend_state": "AVAILABLE"}), interval_s=60).start()
+    try:
+        prober.report_unavailable("UNAVAILABLE")
+        ready, details, _ = prober.snapshot()
+        assert not ready and details["backend_state"] == "UNAVAILABLE"
+        for _ in range(500):  # report_unavailable wakes the prober (bounded wait)
+            if prober.snapshot()[0]:
+                break
+            time.sleep(0.01)
+        assert prober.snapshot()[0] is True
+    finally:
+        prober.close()

@@ -86,6 +86,10 @@ def test_backend_stopped_gives_503_within_deadline_then_recovers(
             time.sleep(0.2)
         assert status == 200
         assert client.post("/v1/classify", json={"instances": X.tolist()}).status_code == 200
+        for _ in range(100):  # /readyz is the background probe's: ready by its next probe
+            if client.get("/readyz").status_code == 200:
+                break
+            time.sleep(0.05)
         assert client.get("/readyz").status_code == 200
     service.close()
 
