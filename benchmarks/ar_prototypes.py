@@ -56,7 +56,8 @@ class QuantizedPrefixReranker(PrefixReranker):
     """`PrefixReranker` over a bfloat16 (uint16 bits) or int8 (per-dimension scales) store."""
 
     def __init__(self, codes, scales, prefix_norms, norm_dims):
-        super().__init__(codes, prefix_norms, norm_dims)
+        # the prototype's own NumPy gather (`_gather_dot` below), not the compiled kernel
+        super().__init__(codes, prefix_norms, norm_dims, scales=scales, use_kernel=False)
         self.scales = scales
 
     def _gather_dot(self, rows, queries, start, stop, want_sumsq):
