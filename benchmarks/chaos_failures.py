@@ -36,6 +36,9 @@ scenarios and prints one table; this module also runs alone:
   predict. Target: every answer 400, never 500.
 - `client_disconnect`: clients that announce a body and hang up halfway. Target: counted
   under status 499 in /metrics, no 500, no traceback in the log.
+
+Over 400 lines because it is one program: each failure scenario with its own servers, load
+and checks, side by side so that they share the harness.
 """
 
 from __future__ import annotations

@@ -23,6 +23,10 @@ hidden sibling and swapped into place atomically (`renameat2(RENAME_EXCHANGE)` o
 share-locks it (a lease that retention respects) and reads every file through that descriptor:
 the checksums are those of the bytes it maps, and a load racing any number of builds returns
 one build, whole, or raises `IndexIntegrityError`.
+
+Over 400 lines because `build_index` and `AdaptiveIndex.load` must agree on one on-disk
+format, version lease and verification; the store codecs, ScaNN builder, files and manifest
+live in their own modules.
 """
 
 from __future__ import annotations
