@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import collections
 import importlib
+import json
 import multiprocessing
 import os
 import shutil
@@ -512,6 +513,39 @@ def table(rows: list[dict[str, Any]]) -> str:
     return common.md_table(COLUMNS, cells)
 
 
+def report(
+    rows: list[dict[str, Any]],
+    argv: list[str] | None,
+    prog: str,
+    result_name: str,
+    section: str,
+    start: float,
+    write_results: bool,
+) -> list[str]:
+    """Prints the table and the violations; with `write_results`, saves
+    `results/<result_name>.json` and the RESULTS.md `section`. Returns the violations."""
+    text = table(rows)
+    print(text)
+    bad = violations(rows)
+    for v in bad:
+        print(f"VIOLATION: {v}", file=sys.stderr)
+    if write_results:
+        run = {
+            "command": common.command_line(argv, prog),
+            "date": common.utc_now(),
+            "wall_s": time.monotonic() - start,
+            "machine": common.machine(),
+            "versions": common.versions("tensorflow", "grpc", "fastapi", "uvicorn"),
+        }
+        lines = common.run_header(run, " (load average {load} at the start, shared)")
+        common.save_json(
+            common.BENCH_DIR / "results" / f"{result_name}.json",
+            {**run, "rows": json.loads(json.dumps(rows, default=str))},
+        )
+        common.write_section(section, "\n".join(lines) + "\n\n" + text + "\n")
+    return bad
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.chaos", description=__doc__.split("\n\n")[0]
@@ -543,22 +577,8 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as e:  # a scenario that cannot finish is a violation, not a crash
             rows.append(row(name, notes=f"did not finish: {type(e).__name__}: {e}", ok=False))
         common.log(f"chaos: {name} done in {time.monotonic() - t0:.1f} s")
-    text = table(rows)
-    print(text)
-    bad = violations(rows)
-    for v in bad:
-        print(f"VIOLATION: {v}", file=sys.stderr)
-    if args.results and not args.quick:
-        run = {
-            "command": common.command_line(argv, "benchmarks.chaos"),
-            "date": common.utc_now(),
-            "wall_s": time.monotonic() - run_start,
-            "machine": common.machine(),
-            "versions": common.versions("tensorflow", "grpc", "fastapi", "uvicorn"),
-        }
-        lines = common.run_header(run, " (load average {load} at the start, shared)")
-        common.save_json(common.BENCH_DIR / "results" / "chaos.json", {**run, "rows": rows})
-        common.write_section(SECTION, "\n".join(lines) + "\n\n" + text + "\n")
+    bad = report(rows, argv, "benchmarks.chaos", "chaos", SECTION, run_start,
+                 args.results and not args.quick)  # fmt: skip
     if not args.workdir:
         shutil.rmtree(workdir, ignore_errors=True)
     return 1 if bad else 0

@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import collections
 import io
-import json
 import logging
 import os
 import shutil
@@ -646,25 +645,8 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as e:  # a scenario that cannot finish is a violation, not a crash
             rows.append(chaos.row(name, notes=f"did not finish: {type(e).__name__}: {e}", ok=False))
         common.log(f"chaos_failures: {name} done in {time.monotonic() - t0:.1f} s")
-    text = chaos.table(rows)
-    print(text)
-    bad = chaos.violations(rows)
-    for v in bad:
-        print(f"VIOLATION: {v}", file=sys.stderr)
-    if args.results and not args.quick:
-        run = {
-            "command": common.command_line(argv, "benchmarks.chaos_failures"),
-            "date": common.utc_now(),
-            "wall_s": time.monotonic() - start,
-            "machine": common.machine(),
-            "versions": common.versions("tensorflow", "grpcio", "fastapi", "uvicorn"),
-        }
-        lines = common.run_header(run, " (load average {load} at the start, shared)")
-        common.save_json(
-            common.BENCH_DIR / "results" / "chaos_failures.json",
-            {**run, "rows": json.loads(json.dumps(rows, default=str))},
-        )
-        common.write_section(SECTION, "\n".join(lines) + "\n\n" + text + "\n")
+    bad = chaos.report(rows, argv, "benchmarks.chaos_failures", "chaos_failures", SECTION,
+                       start, args.results and not args.quick)  # fmt: skip
     if not args.workdir:
         shutil.rmtree(workdir, ignore_errors=True)
     return 1 if bad else 0
