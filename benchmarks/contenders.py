@@ -60,6 +60,25 @@ class _Base:
     def build_threads(self, value: int | None) -> None:
         self._build_threads = value
 
+    def _timed_build_index(self, reorder_dtype: str) -> Timer:
+        """Builds `self.db` into an AR index at `self.path` (`shortlist_dim`, `store_dtype`) and
+        returns the `Timer` of the build."""
+        from mrl_keras.serving import build_index
+
+        with Timer() as t:
+            build_index(
+                self.path,
+                self.db,
+                shortlist_dim=self.shortlist_dim,
+                store_dtype=self.store_dtype,
+                model_name="benchmark",
+                scann_options={
+                    "training_threads": self.build_threads,
+                    "reorder_dtype": reorder_dtype,
+                },
+            )
+        return t
+
 
 class Exact(_Base):
     """Brute force at full d: NumPy float32 GEMM over the whole database (OpenBLAS)."""
@@ -308,20 +327,9 @@ class OurAdaptive(_Base):
         self.extra: dict[str, dict[str, float]] = {}
 
     def build(self) -> float:
-        from mrl_keras.serving import AdaptiveIndex, AdaptiveRetriever, build_index
+        from mrl_keras.serving import AdaptiveIndex, AdaptiveRetriever
 
-        with Timer() as t:
-            build_index(
-                self.path,
-                self.db,
-                shortlist_dim=self.shortlist_dim,
-                store_dtype=self.store_dtype,
-                model_name="benchmark",
-                scann_options={
-                    "training_threads": self.build_threads,
-                    "reorder_dtype": self.reorder_dtype,
-                },
-            )
+        t = self._timed_build_index(self.reorder_dtype)
         index = AdaptiveIndex.load(self.path, verify=False)
         index.set_search_threads(self.threads)
         self.retriever = AdaptiveRetriever(index)

@@ -214,17 +214,9 @@ class TunedAdaptive(_Base):
         self.tune_s = 0.0
 
     def build(self) -> float:
-        from mrl_keras.serving import AdaptiveIndex, AdaptiveRetriever, build_index
+        from mrl_keras.serving import AdaptiveIndex, AdaptiveRetriever
 
-        with Timer() as t:
-            build_index(
-                self.path,
-                self.db,
-                shortlist_dim=self.shortlist_dim,
-                store_dtype=self.store_dtype,
-                model_name="benchmark",
-                scann_options={"training_threads": self.build_threads, "reorder_dtype": "bfloat16"},
-            )
+        t = self._timed_build_index("bfloat16")
         self.build_cpu_s = t.cpu_seconds
         index = AdaptiveIndex.load(self.path, verify=False)
         self.index = index
