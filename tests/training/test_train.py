@@ -7,7 +7,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from training_helpers import REPO, TINY, mrl_command, subprocess_env
+from training_helpers import REPO, TINY, mrl_command, subprocess_env, tiny_train_args
 
 from mrl_keras.training import TrainConfig, train
 
@@ -119,31 +119,7 @@ def test_mixed_precision_keeps_logits_and_loss_float32(tmp_path, fashion_small):
 
 def test_kill_after_epoch_one_and_resume(tmp_path):
     out = tmp_path / "run"
-    args = [
-        "train",
-        "--out",
-        str(out),
-        "--max-train",
-        "512",
-        "--max-test",
-        "64",
-        "--holdout",
-        "64",
-        "--d",
-        "16",
-        "--width",
-        "4",
-        "--stem-stride",
-        "2",
-        "--batch-size",
-        "16",
-        "--epochs",
-        "3",
-        "--steps-per-epoch",
-        "24",
-        "--fit-verbosity",
-        "0",
-    ]
+    args = tiny_train_args(out, max_train=512, batch_size=16, epochs=3, steps_per_epoch=24)
     meta = out / "backup" / "training_metadata.json"
     proc = subprocess.Popen(
         mrl_command(*args),

@@ -3,7 +3,7 @@ import socket
 
 import pytest
 import tensorflow as tf
-from training_helpers import REPO, mrl_command, run_python, subprocess_env
+from training_helpers import REPO, mrl_command, run_python, subprocess_env, tiny_train_args
 
 from mrl_keras.training.strategy import STRATEGIES, mixed_precision_policy, select_strategy
 
@@ -72,33 +72,14 @@ def test_multi_worker_on_loopback_finishes_a_short_run(tmp_path):
 
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    args = [
-        "train",
-        "--out",
-        str(tmp_path / "run"),
-        "--strategy",
-        "multi_worker",
-        "--max-train",
-        "256",
-        "--max-test",
-        "64",
-        "--holdout",
-        "64",
-        "--d",
-        "16",
-        "--width",
-        "4",
-        "--stem-stride",
-        "2",
-        "--batch-size",
-        "32",
-        "--epochs",
-        "2",
-        "--steps-per-epoch",
-        "3",
-        "--fit-verbosity",
-        "0",
-    ]
+    args = tiny_train_args(
+        tmp_path / "run",
+        max_train=256,
+        batch_size=32,
+        epochs=2,
+        steps_per_epoch=3,
+        extra=("--strategy", "multi_worker"),
+    )
     procs = []
     for index in range(2):
         env = subprocess_env(

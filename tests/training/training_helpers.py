@@ -39,3 +39,33 @@ def run_python(code, timeout=240, **env):
 
 def mrl_command(*args):
     return [sys.executable, "-m", "mrl_keras.cli", *args]
+
+
+def tiny_train_args(out, *, max_train, batch_size, epochs, steps_per_epoch, extra=()):
+    """`mrl train` arguments for a short quiet run of a tiny small_resnet on a Fashion-MNIST slice."""
+    return [
+        "train",
+        "--out",
+        str(out),
+        *extra,
+        "--max-train",
+        str(max_train),
+        "--max-test",
+        "64",
+        "--holdout",
+        "64",
+        "--d",
+        "16",
+        "--width",
+        "4",
+        "--stem-stride",
+        "2",
+        "--batch-size",
+        str(batch_size),
+        "--epochs",
+        str(epochs),
+        "--steps-per-epoch",
+        str(steps_per_epoch),
+        "--fit-verbosity",
+        "0",
+    ]
