@@ -138,13 +138,13 @@ def _from_arrays(
     arrays,
     num_classes,
     class_names,
+    info,
     holdout,
     seed,
     max_train,
     max_test,
     image_size,
     channels,
-    info,
 ):
     x_train, y_train = arrays["x_train"], arrays["y_train"].astype(np.int32)
     x_test, y_test = arrays["x_test"], arrays["y_test"].astype(np.int32)
@@ -330,20 +330,12 @@ def load_data(
             f"Expected holdout >= 0 (fraction or count). Received: holdout={holdout!r}"
         )
     key = name.lower().replace("-", "_")
+    # the split and image options, in the order `_from_arrays` and `_from_tfds` take them
+    split = (holdout, seed, max_train, max_test, image_size, channels)
     if key == "fashion_mnist":
         arrays = load_fashion_mnist(data_dir)
         return _from_arrays(
-            "fashion_mnist",
-            arrays,
-            10,
-            FASHION_MNIST_CLASSES,
-            holdout,
-            seed,
-            max_train,
-            max_test,
-            image_size,
-            channels,
-            {"source": "idx"},
+            "fashion_mnist", arrays, 10, FASHION_MNIST_CLASSES, {"source": "idx"}, *split
         )
     if key == "cjk":
         from mrl_keras.training.cjk import build_cjk
@@ -353,20 +345,9 @@ def load_data(
             options["cache_dir"] = data_dir
         arrays = build_cjk(**options, verbose=True)
         chars = [str(c) for c in arrays["chars"]]
-        return _from_arrays(
-            "cjk",
-            arrays,
-            len(chars),
-            chars,
-            holdout,
-            seed,
-            max_train,
-            max_test,
-            image_size,
-            channels,
-            {"source": "cjk", "cjk": options},
-        )
-    return _from_tfds(name, data_dir, holdout, seed, max_train, max_test, image_size, channels)
+        info = {"source": "cjk", "cjk": options}
+        return _from_arrays("cjk", arrays, len(chars), chars, info, *split)
+    return _from_tfds(name, data_dir, *split)
 
 
 def _augment_fn(augment: str, input_shape):
