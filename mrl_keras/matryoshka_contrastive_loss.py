@@ -9,7 +9,11 @@ from typing import Any
 import keras
 from keras import ops
 
-from mrl_keras.nesting import validate_nesting_dims, validate_nesting_weights
+from mrl_keras.nesting import (
+    validate_nesting_dims,
+    validate_nesting_weights,
+    weighted_prefix_sum,
+)
 from mrl_keras.prefixes import l2_normalize
 from mrl_keras.types import NestingDims, NestingWeights, Tensor
 
@@ -148,11 +152,8 @@ class MatryoshkaContrastiveLoss(keras.losses.Loss):
         a, b = self._split_towers(y_pred)
         # The global batch of both towers, gathered once at full width: every prefix is a slice.
         all_a, all_b = self._gather(a), self._gather(b)
-        weights = self.nesting_weights or (1.0,) * len(self.nesting_dims)
-        total = None
-        for m, weight in zip(self.nesting_dims, weights, strict=True):
-            if weight == 0.0:
-                continue
+
+        def loss_at(m: int) -> Tensor:
             a_m = l2_normalize(a[:, :m])
             b_m = l2_normalize(b[:, :m])
             if all_a is None or all_b is None:
@@ -169,9 +170,9 @@ class MatryoshkaContrastiveLoss(keras.losses.Loss):
                 b_to_a_logits = ops.matmul(b_m, ops.transpose(all_a_m)) / self.temperature
                 a_to_b = ops.logsumexp(a_to_b_logits, axis=1) - positives
                 b_to_a = ops.logsumexp(b_to_a_logits, axis=1) - positives
-            value = weight * 0.5 * (a_to_b + b_to_a)
-            total = value if total is None else total + value
-        return total
+            return 0.5 * (a_to_b + b_to_a)
+
+        return weighted_prefix_sum(self.nesting_dims, self.nesting_weights, loss_at)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

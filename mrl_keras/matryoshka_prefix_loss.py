@@ -8,7 +8,11 @@ from typing import Any
 import keras
 from keras import ops
 
-from mrl_keras.nesting import validate_nesting_dims, validate_nesting_weights
+from mrl_keras.nesting import (
+    validate_nesting_dims,
+    validate_nesting_weights,
+    weighted_prefix_sum,
+)
 from mrl_keras.prefixes import l2_normalize
 from mrl_keras.types import NestingDims, NestingWeights, Tensor
 
@@ -154,19 +158,16 @@ class MatryoshkaPrefixLoss(keras.losses.Loss):
         keras.tree.map_structure(lambda x: self._check_width(x, "y_pred"), y_pred)
         if self.truncate_targets:
             keras.tree.map_structure(lambda x: self._check_width(x, "y_true"), y_true)
-        weights = self.nesting_weights or (1.0,) * len(self.nesting_dims)
-        total = None
-        for m, weight in zip(self.nesting_dims, weights, strict=True):
-            if weight == 0.0:
-                continue
-            prefix_pred = keras.tree.map_structure(lambda x, m=m: self._prefix(x, m), y_pred)
+
+        def loss_at(m: int) -> Tensor:
+            prefix_pred = keras.tree.map_structure(lambda x: self._prefix(x, m), y_pred)
             prefix_true = y_true
             if self.truncate_targets:
-                prefix_true = keras.tree.map_structure(lambda x, m=m: self._prefix(x, m), y_true)
+                prefix_true = keras.tree.map_structure(lambda x: self._prefix(x, m), y_true)
             value = ops.convert_to_tensor(self._base(prefix_true, prefix_pred))
-            value = ops.cast(value, self.dtype) * weight
-            total = value if total is None else total + value
-        return total
+            return ops.cast(value, self.dtype)
+
+        return weighted_prefix_sum(self.nesting_dims, self.nesting_weights, loss_at)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

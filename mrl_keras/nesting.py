@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
+from typing import Any
 
 from mrl_keras.checks import is_int
 from mrl_keras.types import NestingDims, NestingWeights
 
 _is_int = is_int  # the name other modules imported before it moved to `checks`
-
-
 
 
 def nesting_dims(d: int, smallest: int = 8) -> tuple[int, ...]:
@@ -172,3 +172,30 @@ def validate_nesting_weights(
             f"Expected at least one positive weight in `{name}`. Received: {name}={shown}"
         )
     return shown
+
+
+def weighted_prefix_sum(
+    nesting_dims: tuple[int, ...],
+    nesting_weights: tuple[float, ...] | None,
+    loss_at: Callable[[int], Any],
+) -> Any:
+    """The sum over the prefixes of equation 1: `sum_m c_m * loss_at(m)`.
+
+    Prefixes whose weight `c_m` is 0 are skipped (`loss_at` is not called for them).
+
+    Args:
+        nesting_dims: the validated nesting dims `m`.
+        nesting_weights: the validated weights `c_m`, or `None` for `c_m = 1`.
+        loss_at: called with each `m`; returns the (per-example) loss of the `m`-prefix.
+
+    Returns:
+        The weighted sum, of whatever type `loss_at` returns.
+    """
+    weights = nesting_weights or (1.0,) * len(nesting_dims)
+    total = None
+    for m, weight in zip(nesting_dims, weights, strict=True):
+        if weight == 0.0:
+            continue
+        value = loss_at(m) * weight
+        total = value if total is None else total + value
+    return total
