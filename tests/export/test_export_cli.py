@@ -25,23 +25,16 @@ def run_dir(tmp_path_factory):
     return run
 
 
+def export_argv(run_dir, base, *flags):
+    """`mrl export` arguments exporting the run's model.keras to `base`, then `flags`."""
+    return ["--model", str(run_dir / "model.keras"), "--model-base-path", str(base), *flags]
+
+
 def test_export_with_calibration(run_dir, tmp_path, capsys):
     base = tmp_path / "served"
-    argv = [
-        "--model",
-        str(run_dir / "model.keras"),
-        "--model-base-path",
-        str(base),
-        "--extra-dims",
-        "24,12",
-        "--calibrate-on",
-        str(run_dir / "holdout.npz"),
-        "--model-name",
-        "tiny",
-        "--class-names",
-        "a,b,c,d,e",
-        "--no-warmup",
-    ]
+    argv = export_argv(run_dir, base, "--extra-dims", "24,12")
+    argv += ["--calibrate-on", str(run_dir / "holdout.npz"), "--model-name", "tiny"]
+    argv += ["--class-names", "a,b,c,d,e", "--no-warmup"]
     assert main(argv) == 0
     out = capsys.readouterr()
     assert "exported version 1" in out.out
@@ -54,16 +47,7 @@ def test_export_with_calibration(run_dir, tmp_path, capsys):
     assert calibration["accuracy"] >= calibration["target_accuracy"]
     assert not os.path.exists(base / "1" / "assets.extra")
     # Next free version, explicit thresholds, no normalisation.
-    argv = [
-        "--model",
-        str(run_dir / "model.keras"),
-        "--model-base-path",
-        str(base),
-        "--thresholds",
-        "0.5,0.6,0",
-        "--no-normalize",
-        "--no-verify",
-    ]
+    argv = export_argv(run_dir, base, "--thresholds", "0.5,0.6,0", "--no-normalize", "--no-verify")
     assert main(argv) == 0
     meta = read_metadata(base)
     assert meta["version"] == 2 and meta["normalized"] is False
@@ -90,8 +74,7 @@ def test_export_with_calibration(run_dir, tmp_path, capsys):
 )
 def test_bad_input_is_one_line_and_writes_nothing(run_dir, tmp_path, capsys, flags, match):
     base = tmp_path / "served"
-    argv = ["--model", str(run_dir / "model.keras"), "--model-base-path", str(base)]
-    argv += [f.format(run=run_dir) for f in flags]
+    argv = export_argv(run_dir, base, *(f.format(run=run_dir) for f in flags))
     assert main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("mrl export: error:")
@@ -101,15 +84,7 @@ def test_bad_input_is_one_line_and_writes_nothing(run_dir, tmp_path, capsys, fla
 
 def test_existing_version_needs_overwrite(run_dir, tmp_path, capsys):
     base = tmp_path / "served"
-    argv = [
-        "--model",
-        str(run_dir / "model.keras"),
-        "--model-base-path",
-        str(base),
-        "--model-version",
-        "7",
-    ]
-    argv += ["--no-warmup", "--no-verify"]
+    argv = export_argv(run_dir, base, "--model-version", "7", "--no-warmup", "--no-verify")
     assert main(argv) == 0
     before = os.stat(base / "7" / "saved_model.pb").st_mtime_ns
     assert main(argv) == 1
@@ -164,7 +139,7 @@ def test_server_files_load_in_the_dev_server_which_splits_an_over_size_request(
     )
 
     base, batching, monitoring = tmp_path / "m", tmp_path / "batching.txt", tmp_path / "mon.cfg"
-    argv = ["--model", str(run_dir / "model.keras"), "--model-base-path", str(base)]
+    argv = export_argv(run_dir, base)
     argv += ["--batching-parameters-file", str(batching), "--batch-sizes", "1,2,8"]
     argv += ["--monitoring-config-file", str(monitoring), "--no-warmup", "--json"]
     assert main(argv) == 0
@@ -204,7 +179,7 @@ def test_write_model_config_for_tf_serving(run_dir, tmp_path, capsys):
     from mrl_keras.serving.model_server.model_config import VersionPolicy, read_model_config
 
     base, config = tmp_path / "models" / "fm", tmp_path / "models.config"
-    argv = ["--model", str(run_dir / "model.keras"), "--model-base-path", str(base)]
+    argv = export_argv(run_dir, base)
     argv += ["--write-model-config", str(config), "--num-versions", "2"]
     argv += ["--version-label", "stable=1", "--no-warmup", "--no-verify", "--json"]
     assert main(argv) == 0
