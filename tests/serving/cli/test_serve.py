@@ -86,35 +86,14 @@ def test_mrl_serve_process_search_classify_and_sighup_reload(
             == 401
         )
         capsys.readouterr()
-        argv = [
-            "--service",
-            url,
-            "--auth-token-file",
-            str(token),
-            "--inputs",
-            str(tiny_files / "queries.npy"),
-            "--k",
-            "4",
-        ]
-        assert search_main(argv) == 0
+        queries = str(tiny_files / "queries.npy")
+        client = ["--service", url, "--auth-token-file", str(token), "--inputs", queries]
+        assert search_main([*client, "--k", "4"]) == 0
         expected = AdaptiveRetriever(AdaptiveIndex.load(tiny_index), local_model).search(
             np.load(tiny_files / "queries.npy"), k=4
         )
         assert [r["ids"] for r in json_lines(capsys.readouterr().out)] == expected.ids.tolist()
-        assert (
-            classify_main(
-                [
-                    "--service",
-                    url,
-                    "--auth-token-file",
-                    str(token),
-                    "--inputs",
-                    str(tiny_files / "queries.npy"),
-                    "--json",
-                ]
-            )
-            == 0
-        )
+        assert classify_main([*client, "--json"]) == 0
         expected = (
             CascadeClassifier(local_model)
             .classify(np.load(tiny_files / "queries.npy"))
