@@ -144,13 +144,20 @@ def assert_embeds_like(backend, reference, n: int = 4) -> None:
 CORPUS = 400
 
 
-def build_tiny_index(backend, out, *, seed=5, model_version=1, count=CORPUS):
-    """An exact index over `count` embedded sample inputs, with string ids, built by `backend`."""
+def build_tiny_index(
+    backend, out, *, seed=5, model_version=1, count=CORPUS, id_prefix=None, versioned=False
+):
+    """An exact index over `count` embedded sample inputs, with string ids, built by `backend`.
+
+    The ids are `{id_prefix}-{i}`, by default `item-{seed}-{i}`; `versioned` builds the next
+    version of the index base path `out`.
+    """
     from mrl_keras.serving import build_index
 
     x = sample_inputs(count, seed=seed)
     z = backend.embed(x, EMBEDDING_DIM).embeddings
-    ids = np.asarray([f"item-{seed}-{i}" for i in range(count)])
+    prefix = f"item-{seed}" if id_prefix is None else id_prefix
+    ids = np.asarray([f"{prefix}-{i}" for i in range(count)])
     return build_index(
         out,
         z,
@@ -159,4 +166,5 @@ def build_tiny_index(backend, out, *, seed=5, model_version=1, count=CORPUS):
         model_name=MODEL_NAME,
         model_version=model_version,
         scann_options={"num_leaves": 1, "reorder_num_neighbors": count},
+        versioned=versioned,
     )

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from serving_testing import EMBEDDING_DIM, MODEL_NAME, copy_version, sample_inputs
+from serving_testing import EMBEDDING_DIM, MODEL_NAME, build_tiny_index, copy_version, sample_inputs
 
 from mrl_keras.serving import LocalModel, build_index
 from mrl_keras.serving.retrieval.manifest import ModelVersionMismatchError
@@ -23,18 +23,13 @@ QUERIES = sample_inputs(3, seed=4)
 def _index_version(backend, base, model_version):
     """Builds the next index version of `base` from `backend` pinned to `model_version`; ids
     name the model version, so a response shows which pair answered it."""
-    pinned = backend.pinned(model_version)
-    x = sample_inputs(COUNT, seed=9)
-    z = pinned.embed(x, EMBEDDING_DIM).embeddings
-    ids = np.asarray([f"m{model_version}-{i}" for i in range(COUNT)])
-    return build_index(
+    return build_tiny_index(
+        backend.pinned(model_version),
         base,
-        z,
-        ids,
-        shortlist_dim=8,
-        model_name=MODEL_NAME,
+        seed=9,
         model_version=model_version,
-        scann_options={"num_leaves": 1, "reorder_num_neighbors": COUNT},
+        count=COUNT,
+        id_prefix=f"m{model_version}",
         versioned=True,
     )
 
