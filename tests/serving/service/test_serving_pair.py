@@ -35,18 +35,21 @@ def _index_version(backend, base, model_version):
 
 
 @pytest.fixture
-def models(tmp_path, exported_base_path, exported_v2_dir):
+def first_pair(tmp_path, exported_base_path, exported_v2_dir):
+    """`(base, v2_dir, backend, indexes, first)`: a model base path holding version 1, the
+    exported version 2 (not copied there), a LocalModel over the base path, and an index base
+    path whose first version, `first`, that model built."""
     base = tmp_path / "models" / MODEL_NAME
     base.mkdir(parents=True)
     copy_version(os.path.join(exported_base_path, "1"), str(base), 1)
-    return base, exported_v2_dir
-
-
-def test_service_switches_pairs_only_when_the_model_version_is_there(models, tmp_path):
-    base, v2_dir = models
     backend = LocalModel(str(base), model_name=MODEL_NAME)
     indexes = tmp_path / "indexes" / MODEL_NAME
     first = _index_version(backend, indexes, 1)
+    return base, exported_v2_dir, backend, indexes, first
+
+
+def test_service_switches_pairs_only_when_the_model_version_is_there(first_pair):
+    base, v2_dir, backend, indexes, first = first_pair
     service = SearchService(backend, indexes, ServiceConfig(index_poll_s=0))
     try:
         assert (service.pair.model_version, service.index.version) == (1, 1)
@@ -91,11 +94,8 @@ def test_service_switches_pairs_only_when_the_model_version_is_there(models, tmp
         service.close()
 
 
-def test_watcher_switches_without_a_reload_call(models, tmp_path):
-    base, v2_dir = models
-    backend = LocalModel(str(base), model_name=MODEL_NAME)
-    indexes = tmp_path / "indexes" / MODEL_NAME
-    _index_version(backend, indexes, 1)
+def test_watcher_switches_without_a_reload_call(first_pair):
+    base, v2_dir, backend, indexes, _ = first_pair
     service = SearchService(backend, indexes, ServiceConfig(index_poll_s=0.05))
     try:
         copy_version(v2_dir, str(base), 2)
@@ -108,11 +108,8 @@ def test_watcher_switches_without_a_reload_call(models, tmp_path):
         service.close()
 
 
-def test_startup_serves_the_newest_ready_pair(models, tmp_path):
-    base, _ = models
-    backend = LocalModel(str(base), model_name=MODEL_NAME)
-    indexes = tmp_path / "indexes" / MODEL_NAME
-    _index_version(backend, indexes, 1)
+def test_startup_serves_the_newest_ready_pair(first_pair):
+    _, _, backend, indexes, _ = first_pair
     # An index version for a model version the base path does not have: not served.
     z = np.random.default_rng(0).standard_normal((COUNT, EMBEDDING_DIM)).astype(np.float32)
     build_index(indexes, z, shortlist_dim=8, model_version=5, versioned=True)
