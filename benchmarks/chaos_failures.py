@@ -12,7 +12,9 @@ scenarios and prints one table; this module also runs alone:
 
 - `kill_model_server_grpc`, `kill_model_server_rest`: `mrl model-server` as a subprocess on
   127.0.0.1 (`--quick`: the dev server in this process, stopped abruptly, to spare two
-  TensorFlow start-ups per scenario), the service (in this process) over it, clients searching; kill -9 of the server:
+  TensorFlow start-ups per scenario), the service (in this process) over it, clients searching
+  (full run: 16 threads in a child process, so that they do not share the service's GIL;
+  `--quick`: 4 threads in this process); kill -9 of the server:
   time until the first 503, the latency of the 503s (p50/p99) and of `/readyz` during the
   outage; the same command restarted on the same ports: the seconds until it reports the
   model AVAILABLE (the dev server's restart time), then the time until the service answers
@@ -45,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import gc
 import io
 import logging
 import os
@@ -99,10 +102,11 @@ def _build(backend: Any, out: Path, *, versioned: bool = False, tag: str = "m1")
 
 
 class Searchers:
-    """`n` threads posting one-example searches until stopped, timing each answer."""
+    """`n` threads posting one-example searches until stopped, timing each answer; with
+    another `path`, `GET /healthz` or `POST <path>` with `{}` (the storms) instead."""
 
-    def __init__(self, url: str, n: int):
-        self.url, self.n = url, n
+    def __init__(self, url: str, n: int, path: str = "/v1/search"):
+        self.url, self.n, self.path = url, n, path
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.log: list[tuple[float, float, Any, float]] = []  # (t_end, latency, status, top)
@@ -124,13 +128,18 @@ class Searchers:
             start = time.perf_counter()
             top = float("nan")
             try:
-                r = session.post(
-                    f"{self.url}/v1/search",
-                    json={"instances": x[i : i + 1].tolist(), "k": 3},
-                    timeout=30,
-                )
+                if self.path == "/healthz":
+                    r = session.get(f"{self.url}{self.path}", timeout=60)
+                elif self.path != "/v1/search":
+                    r = session.post(f"{self.url}{self.path}", json={}, timeout=60)
+                else:
+                    r = session.post(
+                        f"{self.url}/v1/search",
+                        json={"instances": x[i : i + 1].tolist(), "k": 3},
+                        timeout=30,
+                    )
                 status = r.status_code
-                if status == 200:
+                if status == 200 and self.path == "/v1/search":
                     scores = r.json()["results"][0]["scores"]
                     top = max(s for s in scores if s is not None)
             except Exception as e:  # a dropped connection is a failure of its own kind
@@ -148,6 +157,77 @@ class Searchers:
     def window(self, t0: float, t1: float) -> list[tuple[float, float, Any, float]]:
         with self.lock:
             return [e for e in self.log if t0 <= e[0] < t1]
+
+
+class RemoteSearchers(Searchers):
+    """`Searchers` in a child process (`python -m benchmarks.chaos_failures --search-clients
+    URL N`), as real clients are: their threads then share neither the GIL nor the event loop
+    with the service under test, so the latencies measured are the service's. The child
+    prints one line per answer (`t_end latency status top`, `t_end` on the machine-wide
+    monotonic clock, comparable across processes); a reader thread here collects them. The
+    child stops when its stdin closes."""
+
+    def __init__(self, url: str, n: int, path: str = "/v1/search"):
+        super().__init__(url, 0, path)
+        self.n = n
+        self.proc: subprocess.Popen | None = None
+        self.reader: threading.Thread | None = None
+
+    def start(self) -> RemoteSearchers:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.chaos_failures", "--clients", self.url,
+             str(self.n), self.path],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+        )  # fmt: skip
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        return self
+
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            t_end, latency, status, top = line.split()
+            entry = (float(t_end), float(latency), int(status) if status.isdigit() else status,
+                     float(top))  # fmt: skip
+            with self.lock:
+                self.log.append(entry)
+
+    def finish(self) -> None:
+        if self.proc is None:
+            return
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        if self.reader is not None:
+            self.reader.join(timeout=30)
+
+
+def _clients_main(url: str, n: int, path: str) -> int:
+    """The child of `RemoteSearchers`: `n` client threads until stdin closes, each answer
+    printed as it comes."""
+    searchers = Searchers(url, n, path)
+    printed = 0
+
+    def flush() -> None:
+        nonlocal printed
+        with searchers.lock:
+            new, printed = searchers.log[printed:], len(searchers.log)
+        if new:
+            sys.stdout.write("".join(f"{t!r} {lat!r} {s} {top!r}\n" for t, lat, s, top in new))
+            sys.stdout.flush()
+
+    searchers.start()
+    closed = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), closed.set()), daemon=True).start()
+    while not closed.wait(0.005):  # stream answers every 5 ms: the parent watches for recovery
+        flush()
+    searchers.finish()
+    flush()
+    return 0
 
 
 def _failed(entries) -> dict[str, int]:
@@ -236,6 +316,31 @@ def _terminate(proc) -> None:
         _kill(proc)
 
 
+class GcPauses:
+    """Records the cyclic garbage collector's pauses in this process (`gc.callbacks`): a full
+    collection stops every thread of the service, so it shows in the latency tails."""
+
+    def __init__(self):
+        self.pauses: list[tuple[float, float]] = []  # (monotonic end, ms)
+        self._start = 0.0
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.pauses.append((time.monotonic(), (time.perf_counter() - self._start) * 1e3))
+
+    def longest_ms(self, t0: float, t1: float) -> float:
+        return max((ms for t, ms in self.pauses if t0 <= t < t1), default=0.0)
+
+
 def kill_model_server(workdir: Path, transport: str, quick: bool) -> list[dict[str, Any]]:
     import requests
 
@@ -264,9 +369,12 @@ def kill_model_server(workdir: Path, transport: str, quick: bool) -> list[dict[s
     service = SearchService(backend, index, ServiceConfig(default_timeout=10.0))
     url, http, http_thread = chaos._serve(service)
     clients = 4 if quick else 16
-    searchers = Searchers(url, clients).start()
+    # The full run's clients are another process (the service's latencies, not the GIL's);
+    # the quick form keeps them in this one.
+    searchers = (Searchers if quick else RemoteSearchers)(url, clients).start()
     ready_ms: list[float] = []
     notes = []
+    gc_pauses = GcPauses().__enter__()
     try:
         time.sleep(1.0 if quick else 3.0)
         killed = time.monotonic()
@@ -290,6 +398,7 @@ def kill_model_server(workdir: Path, transport: str, quick: bool) -> list[dict[s
             time.sleep(0.005)
         time.sleep(0.5)
     finally:
+        gc_pauses.__exit__()
         searchers.finish()
         _stop_http(http, http_thread)
         service.close()
@@ -304,7 +413,8 @@ def kill_model_server(workdir: Path, transport: str, quick: bool) -> list[dict[s
         0,
         f"dev server start {first_start_s:.1f} s, restart to AVAILABLE {restart_s:.1f} s; "
         f"/readyz during the outage p50 {np.median(ready_ms):.1f} ms, max {max(ready_ms):.1f} "
-        f"ms; p50/p99 are the 503s' latency",
+        f"ms; longest GC pause of the service's process during the outage "
+        f"{gc_pauses.longest_ms(killed, restart):.0f} ms; p50/p99 are the 503s' latency",
     )
     ok = first_503 is not None and not bad and recovered is not None and not notes[1:]
     shutil.rmtree(base.parent.parent, ignore_errors=True)
@@ -334,8 +444,6 @@ def scenario_kill_model_server_rest(workdir: Path, quick: bool) -> list[dict[str
 
 # -- reload storm ---------------------------------------------------------------------------
 def scenario_reload_storm(workdir: Path, quick: bool) -> list[dict[str, Any]]:
-    import requests
-
     from mrl_keras.serving import LocalModel
     from mrl_keras.serving.service.search_service import SearchService, ServiceConfig
 
@@ -345,41 +453,26 @@ def scenario_reload_storm(workdir: Path, quick: bool) -> list[dict[str, Any]]:
     service = SearchService(backend, index, ServiceConfig(verify_interval_s=0))
     url, http, http_thread = chaos._serve(service)
     clients, stormers, phase = (4, 8, 2.0) if quick else (16, 40, 15.0)
-    searchers = Searchers(url, clients).start()
-    lock = threading.Lock()
-
-    def storm(path: str, stop: threading.Event, calls: list, statuses: collections.Counter):
-        session = requests.Session()
-        while not stop.is_set():
-            try:
-                if path == "/healthz":
-                    status = session.get(f"{url}{path}", timeout=60).status_code
-                else:
-                    status = session.post(f"{url}{path}", json={}, timeout=60).status_code
-            except requests.RequestException as e:
-                status = type(e).__name__
-            with lock:
-                calls[0] += 1
-                statuses[str(status)] += 1
-        session.close()
+    # The full run's clients and stormers are child processes (the service's throughput, not
+    # the load generator's GIL); the quick form keeps them in this one.
+    pool = Searchers if quick else RemoteSearchers
+    searchers = pool(url, clients).start()
 
     def phase_with(path: str | None) -> dict[str, Any]:
-        stop, calls, statuses = threading.Event(), [0], collections.Counter()
         switches = service.pair_switches._value.get()
-        threads = [
-            threading.Thread(target=storm, args=(path, stop, calls, statuses))
-            for _ in range(stormers if path else 0)
-        ]
-        for t in threads:
-            t.start()
+        storm = pool(url, stormers, path).start() if path else None
+        if storm is not None:
+            time.sleep(0.5)  # the stormers' start-up (a child process) before the window
         t0 = time.monotonic()
         time.sleep(phase)
         t1 = time.monotonic()
-        stop.set()
-        for t in threads:
-            t.join(timeout=120)
+        calls, statuses = 0, collections.Counter()
+        if storm is not None:
+            storm.finish()
+            window = storm.window(t0, t1)
+            calls, statuses = len(window), collections.Counter(str(e[2]) for e in window)
         loads = int(service.pair_switches._value.get() - switches)
-        return {"window": (t0, t1), "calls": calls[0], "statuses": dict(statuses), "loads": loads}
+        return {"window": (t0, t1), "calls": calls, "statuses": dict(statuses), "loads": loads}
 
     try:
         time.sleep(1.0)  # warm up
@@ -630,7 +723,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma list: scenarios whose name has one")
     parser.add_argument("--workdir", help="scratch folder (default: a temporary one)")
     parser.add_argument("--results", action="store_true", help="write the RESULTS.md section")
+    parser.add_argument("--clients", nargs=3, metavar=("URL", "N", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.clients:  # the child process of RemoteSearchers
+        return _clients_main(args.clients[0], int(args.clients[1]), args.clients[2])
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="mrl-chaos-failures-"))
     workdir.mkdir(parents=True, exist_ok=True)
     wanted = [w for w in args.only.split(",") if w]

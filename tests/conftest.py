@@ -24,3 +24,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip_slow)
+
+
+@pytest.fixture(autouse=True)
+def _unfreeze_gc():
+    """A served app freezes the garbage collector's view of its start-up objects
+    (`ServiceConfig.freeze_gc`); the suite's process hosts many apps, so each test starts
+    unfrozen and leaves nothing frozen behind."""
+    import gc
+
+    yield
+    gc.unfreeze()

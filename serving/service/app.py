@@ -8,7 +8,9 @@ the mapping of errors to HTTP statuses and JSON bodies, and the Prometheus metri
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import gc
 import hmac
 import logging
 import time
@@ -136,9 +138,21 @@ def _unchanged(service: SearchService) -> dict | None:
     }
 
 
+def _lifespan(service: SearchService):
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if service.config.freeze_gc:  # start-up's objects out of the full collections' scan
+            gc.collect()
+            gc.freeze()
+        yield
+
+    return lifespan
+
+
 def create_app(service: SearchService) -> FastAPI:
     """The FastAPI app serving `service` (run it with uvicorn; see `mrl serve`)."""
     app = FastAPI(
+        lifespan=_lifespan(service),
         title="mrl-keras adaptive retrieval and cascade classification",
         version="1",
         description="Matryoshka adaptive retrieval (ScaNN shortlist + prefix rerank/funnel) and "

@@ -342,3 +342,26 @@ def test_openapi_request_schemas_describe_what_is_answered(client):
         body = {name: _sample(p) for name, p in props.items()}
         assert client.post(path, json=body).status_code == 200, path
         assert client.post(path, json={}).status_code == 400  # outside the schema: required
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_start_up_freezes_the_garbage_collector(local_model, index_dir, freeze):
+    import gc
+
+    gc.unfreeze()
+    svc = SearchService(
+        local_model, index_dir, ServiceConfig(verify_interval_s=0, freeze_gc=freeze)
+    )
+    try:
+        app = create_app(svc)
+        assert gc.get_freeze_count() == 0  # creating the app freezes nothing
+        with TestClient(app, base_url=LOOPBACK) as c:  # start-up (lifespan) runs
+            assert c.get("/healthz").status_code == 200
+            frozen = gc.get_freeze_count()
+        if freeze:
+            assert frozen > 10_000  # the libraries, the model client, the index
+        else:
+            assert frozen == 0
+    finally:
+        svc.close()
+        gc.unfreeze()
