@@ -19,7 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("mrl_keras.training.cli", "train_main", "Train an MRL, MRL-E or fixed-feature model."),
     "evaluate": ("mrl_keras.training.cli", "evaluate_main", "Evaluate every prefix of a trained model (head, linear probe, 1-NN, mAP@k) and baselines."),
     "export": ("mrl_keras.export.cli", "main", "Export a trained model as a versioned SavedModel for TF Serving."),
-    "embed": ("mrl_keras.pipelines.cli", "main", "Embed a corpus into embedding shards with Apache Beam (DirectRunner here; Dataflow, Flink, Spark)."),
+    "embed": ("mrl_keras.pipelines.cli", "main", "Embed a corpus into embedding shards with Apache Beam (DirectRunner, Dataflow, Flink, Spark), or a few inputs through a service or a model (--inputs FILE)."),
     "index": ("mrl_keras.serving.cli.index_build", "main", "Build (`mrl index build`) or auto-tune (`mrl index tune`) an adaptive retrieval index."),
     "serve": ("mrl_keras.serving.cli.serve", "main", "Run the HTTP search/classify service."),
     "search": ("mrl_keras.serving.cli.search", "main", "Run one-off searches against a service or an index."),

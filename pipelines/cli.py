@@ -5,6 +5,10 @@ Flags this command does not know are Beam pipeline options, passed to Beam uncha
 `--runner DataflowRunner --project P --region R --temp_location gs://...`, `--runner
 FlinkRunner --flink_master host:8081` or `--runner SparkRunner --spark_master_url spark://...`
 on a cluster (docs/scale.md).
+
+With a flag of client mode instead (`--service`, `--inputs`, `--dimensions`, ...), `mrl embed`
+embeds a small batch through a running service or a model backend and prints the embeddings
+(serving/cli/embed_client.py); mixing the two modes' flags is a usage error. `--help` shows both.
 """
 
 from __future__ import annotations
@@ -87,9 +91,50 @@ def _embed(argv: list[str]) -> int:
     return 0
 
 
+def _client_mode(argv: list[str]) -> bool:
+    """Whether `argv` is client mode (serving/cli/embed_client.py: `--service`, `--inputs`, ...).
+
+    A flag of client mode that the Beam command lacks selects it; with a flag only the Beam
+    command has, that is a usage error naming both. The flags both have (`--model`,
+    `--model-version`, `--out`, `--help`) select nothing.
+    """
+    from mrl_keras.serving.cli.embed_client import client_flags
+
+    beam = set(_parser()._option_string_actions)
+    client = client_flags()
+    given = [arg.split("=", 1)[0] for arg in argv if arg.startswith("-")]
+    client_only = list(dict.fromkeys(flag for flag in given if flag in client - beam))
+    beam_only = list(dict.fromkeys(flag for flag in given if flag in beam - client))
+    if client_only and beam_only:
+        raise CommandError(
+            f"{', '.join(client_only)} embed a batch through a service or a model backend and "
+            f"{', '.join(beam_only)} run the Beam pipeline over a corpus; give the flags of one mode"
+        )
+    return bool(client_only)
+
+
+def _help(argv: list[str]) -> bool:
+    if not any(arg in ("-h", "--help") for arg in argv):
+        return False
+    from mrl_keras.serving.cli.embed_client import parser as client_parser
+
+    print(_parser().format_help())
+    print("Client mode (no Beam) is chosen by a flag below that the Beam command lacks:\n")
+    print(client_parser().format_help(), end="")
+    return True
+
+
 def main(argv: list[str]) -> int:
-    """`mrl embed (--images|--tfrecords|--npy|--tfds) SRC --model PATH --out DIR [beam options]`."""
+    """`mrl embed (--images|--tfrecords|--npy|--tfds) SRC --model PATH --out DIR [beam options]`,
+    or client mode, `mrl embed (--service URL | --model PATH) --inputs FILE [--dimensions M]`
+    (serving/cli/embed_client.py)."""
     try:
+        if _client_mode(argv):
+            from mrl_keras.serving.cli.embed_client import main as client_main
+
+            return client_main(argv)
+        if _help(argv):
+            return 0
         return _embed(argv)
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else 2

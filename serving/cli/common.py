@@ -194,9 +194,10 @@ def post(args, route: str, body: dict[str, Any]) -> dict[str, Any]:
     try:
         payload = response.json()
     except ValueError:
-        payload = {"error": response.text[:200]}
+        payload = {"error": " ".join(response.text[:200].split())}  # one line
     if response.status_code != 200:
-        raise CommandError(f"HTTP {response.status_code}: {payload.get('error', payload)}", code=1)
+        error = payload.get("error", payload) if isinstance(payload, dict) else payload
+        raise CommandError(f"HTTP {response.status_code}: {error}", code=1)
     return payload
 
 

@@ -1,5 +1,6 @@
 """Runs ASGI apps on real loopback HTTP servers (uvicorn on a thread) for tests that need
-processes to talk over sockets (the sharded front and its shard services)."""
+processes to talk over sockets (the sharded front and its shard services, `mrl embed
+--service`)."""
 
 from __future__ import annotations
 
