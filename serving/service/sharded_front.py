@@ -22,11 +22,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mrl_keras.serving.retrieval.sharded import merge_topk
+from mrl_keras.serving.service.json_error_app import json_error_app
 
 __all__ = ["FrontConfig", "ShardUnavailable", "ShardedFront", "create_front_app"]
 
@@ -201,11 +201,7 @@ class ShardedFront:
 
 def create_front_app(front: ShardedFront):
     """The FastAPI app of the front: /v1/search, /healthz, /readyz; JSON errors."""
-    app = FastAPI(title="mrl sharded search front")
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_exception(request: Request, exc: StarletteHTTPException):
-        return JSONResponse({"error": f"{exc.detail}: {request.method} {request.url.path}"}, status_code=exc.status_code)
+    app = json_error_app("mrl sharded search front")
 
     @app.post("/v1/search")
     async def search(request: Request):
@@ -223,10 +219,6 @@ def create_front_app(front: ShardedFront):
             return JSONResponse(await asyncio.get_running_loop().run_in_executor(None, front.search, body))
         except FrontError as e:
             return JSONResponse({"error": e.message}, status_code=e.status)
-
-    @app.get("/healthz")
-    async def healthz():
-        return {"status": "ok"}
 
     @app.get("/readyz")
     async def readyz():

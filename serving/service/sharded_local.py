@@ -16,10 +16,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mrl_keras.serving.backends.errors import BackendError
 from mrl_keras.serving.service import schema
+from mrl_keras.serving.service.json_error_app import json_error_app
 
 __all__ = ["create_sharded_app"]
 
@@ -64,11 +64,7 @@ def _search(retriever, body: Any, max_batch: int) -> dict[str, Any]:
 
 def create_sharded_app(retriever, *, max_body_bytes: int = 32 << 20, max_batch: int = 1024) -> FastAPI:
     """The FastAPI app over a `ShardedRetriever` (with a backend for `instances`)."""
-    app = FastAPI(title="mrl sharded search (one process)")
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_exception(request: Request, exc: StarletteHTTPException):
-        return JSONResponse({"error": f"{exc.detail}: {request.method} {request.url.path}"}, status_code=exc.status_code)
+    app = json_error_app("mrl sharded search (one process)")
 
     @app.post("/v1/search")
     async def search(request: Request):
@@ -85,10 +81,6 @@ def create_sharded_app(retriever, *, max_body_bytes: int = 32 << 20, max_batch: 
             return JSONResponse({"error": f"backend unavailable ({e.code}): {e.message}"}, status_code=503)
         except (ValueError, TypeError, UnicodeDecodeError) as e:
             return JSONResponse({"error": str(e)}, status_code=400)
-
-    @app.get("/healthz")
-    async def healthz():
-        return {"status": "ok"}
 
     @app.get("/readyz")
     async def readyz():
