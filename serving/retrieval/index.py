@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from mrl_keras.atomic_publish import fsync_tree, make_temp_dir, process_alive, publish_directory
+from mrl_keras.atomic_publish import make_temp_dir, process_alive
 from mrl_keras.serving.retrieval import index_versions, store_writer
 from mrl_keras.serving.retrieval.files import (
     load_embeddings_file,
@@ -354,13 +354,9 @@ def build_index(
                 manifest.update(version=version, index_version=f"{version}-{build_id}")
             (tmp_dir / MANIFEST_NAME).write_bytes(seal_manifest(manifest))
 
-        if versioned:
-            published, _ = index_versions.publish_version(out_dir, tmp_dir, seal, version)
-        else:
-            seal(None)
-            fsync_tree(tmp_dir)
-            publish_directory(tmp_dir, out_dir)
-            published = out_dir
+        published = index_versions.publish_build(
+            out_dir, tmp_dir, seal, versioned=versioned, version=version
+        )
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise

@@ -30,7 +30,12 @@ import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from mrl_keras.atomic_publish import fsync_tree, process_alive, publish_new_directory
+from mrl_keras.atomic_publish import (
+    fsync_tree,
+    process_alive,
+    publish_directory,
+    publish_new_directory,
+)
 
 __all__ = [
     "BUILD_TMP_PREFIX",
@@ -275,6 +280,36 @@ def publish_version(
             _make_writable(tmp_dir)
             raise
     return target, version
+
+
+def publish_build(
+    out: str | os.PathLike,
+    tmp_dir: str | os.PathLike,
+    seal: Callable[[int | None], None],
+    *,
+    versioned: bool,
+    version: int | None = None,
+) -> Path:
+    """Publishes a finished build folder either way an index is written.
+
+    Args:
+        out: the index base path (`versioned`) or the index folder itself.
+        tmp_dir: the build's temporary folder, everything but the manifest written.
+        seal: `seal(version)` writes the manifest into `tmp_dir`; called with the version
+            number (`versioned`, see `publish_version`) or `None`.
+        versioned: publish as the next integer version of `out` (or as `version`), else
+            replace the folder `out` atomically (`publish_directory`).
+        version: with `versioned`, publish exactly this version.
+
+    Returns:
+        The published folder.
+    """
+    if versioned:
+        return publish_version(out, tmp_dir, seal, version)[0]
+    seal(None)
+    fsync_tree(tmp_dir)
+    publish_directory(tmp_dir, out)
+    return Path(out)
 
 
 def retire_versions(base: str | os.PathLike, keep: int) -> tuple[list[int], list[int]]:

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from mrl_keras.atomic_publish import fsync_tree, make_temp_dir, publish_directory
+from mrl_keras.atomic_publish import make_temp_dir
 from mrl_keras.serving.retrieval.chunk_verify import (
     check_sizes,
     start_background_verify,
@@ -204,16 +204,12 @@ def build_sharded_index(
                 "manifest_sha256": emb["manifest_sha256"],
             },
         }
-        if versioned:
 
-            def seal(version: int) -> None:
-                (tmp / MANIFEST_NAME).write_bytes(seal_manifest(dict(manifest, version=version)))
+        def seal(version: int | None) -> None:
+            sealed = manifest if version is None else dict(manifest, version=version)
+            (tmp / MANIFEST_NAME).write_bytes(seal_manifest(sealed))
 
-            out, _ = index_versions.publish_version(out, tmp, seal)
-        else:
-            (tmp / MANIFEST_NAME).write_bytes(seal_manifest(manifest))
-            fsync_tree(tmp)
-            publish_directory(tmp, out)
+        out = index_versions.publish_build(out, tmp, seal, versioned=versioned)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -22,7 +22,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from mrl_keras.atomic_publish import fsync_tree, make_temp_dir, publish_directory
+from mrl_keras.atomic_publish import make_temp_dir
 from mrl_keras.serving.retrieval import index_versions
 from mrl_keras.serving.retrieval.manifest import (
     MANIFEST_NAME,
@@ -133,11 +133,9 @@ def publish_derived(
             (tmp / MANIFEST_NAME).write_bytes(seal_manifest(new))
 
         if base is not None:
-            target, _ = index_versions.publish_version(base, tmp, seal)
+            target = index_versions.publish_build(base, tmp, seal, versioned=True)
         else:
-            seal(None)
-            fsync_tree(tmp)
-            publish_directory(tmp, target)
+            index_versions.publish_build(target, tmp, seal, versioned=False)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
