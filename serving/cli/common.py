@@ -231,3 +231,30 @@ def listen_socket(host: str, port: int) -> socket.socket:
         ) from e
     sock.set_inheritable(True)
     return sock
+
+
+def serve_on_socket(app, sock: socket.socket, args, what: str, closers=()) -> None:
+    """Announces `mrl serve: <what> on http://HOST:PORT` and runs `app` with uvicorn on the
+    listening `sock` (from `listen_socket`) until it stops; then closes the socket and calls
+    each of `closers`, in order.
+
+    Args:
+        app: the ASGI app.
+        sock: the bound, listening socket.
+        args: the parsed flags; `host` and `log_level` are used.
+        what: what is served, for the announcement.
+        closers: callables run after the server stops (also when it fails).
+    """
+    import uvicorn
+
+    port = sock.getsockname()[1]
+    print(f"mrl serve: {what} on http://{args.host}:{port}", file=sys.stderr, flush=True)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=args.host, port=port, log_level=args.log_level)
+    )
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+        for close in closers:
+            close()

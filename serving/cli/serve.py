@@ -13,6 +13,7 @@ from mrl_keras.serving.cli.common import (
     make_backend,
     read_token,
     run_command,
+    serve_on_socket,
 )
 
 
@@ -83,8 +84,6 @@ def _serve_parser() -> Parser:
 def _serve(argv: list[str]) -> int:
     args = _serve_parser().parse_args(argv)
 
-    import uvicorn
-
     from mrl_keras.serving.service.app import create_app
     from mrl_keras.serving.service.search_service import SearchService, ServiceConfig
 
@@ -143,22 +142,8 @@ def _serve(argv: list[str]) -> int:
         service.close()
         backend.close()
         raise
-    port = sock.getsockname()[1]
-    print(
-        f"mrl serve: index {service.index.index_version} ({service.index.count} items) on "
-        f"http://{args.host}:{port}",
-        file=sys.stderr,
-        flush=True,
-    )
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=args.host, port=port, log_level=args.log_level)
-    )
-    try:
-        server.run(sockets=[sock])
-    finally:
-        sock.close()
-        service.close()
-        backend.close()
+    what = f"index {service.index.index_version} ({service.index.count} items)"
+    serve_on_socket(app, sock, args, what, (service.close, backend.close))
     return 0
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 
 from mrl_keras.cli_parser import CommandError, Parser
-from mrl_keras.serving.cli.common import listen_socket, read_token, run_command
+from mrl_keras.serving.cli.common import listen_socket, read_token, run_command, serve_on_socket
 
 
 def _parser() -> Parser:
@@ -28,8 +28,6 @@ def _parser() -> Parser:
 
 def _serve_front(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    import uvicorn
-
     from mrl_keras.serving.service.sharded_front import FrontConfig, ShardedFront, create_front_app
 
     if args.timeout <= 0:
@@ -51,20 +49,8 @@ def _serve_front(argv: list[str]) -> int:
     except CommandError:
         front.close()
         raise
-    port = sock.getsockname()[1]
-    print(
-        f"mrl serve: front over {len(front.urls)} shards on http://{args.host}:{port}",
-        file=sys.stderr,
-        flush=True,
-    )
-    server = uvicorn.Server(
-        uvicorn.Config(create_front_app(front), host=args.host, port=port, log_level=args.log_level)
-    )
-    try:
-        server.run(sockets=[sock])
-    finally:
-        sock.close()
-        front.close()
+    what = f"front over {len(front.urls)} shards"
+    serve_on_socket(create_front_app(front), sock, args, what, (front.close,))
     return 0
 
 
@@ -95,8 +81,6 @@ def _local_parser() -> Parser:
 
 def _serve_local(argv: list[str]) -> int:
     args = _local_parser().parse_args(argv)
-    import uvicorn
-
     from mrl_keras.serving.cli.common import make_backend
     from mrl_keras.serving.retrieval.sharded import ShardedIndex, ShardedRetriever
     from mrl_keras.serving.service.sharded_local import create_sharded_app
@@ -115,19 +99,8 @@ def _serve_local(argv: list[str]) -> int:
         index.verify_in_background(on_error)
     retriever = ShardedRetriever(index, backend)
     app = create_sharded_app(retriever, max_body_bytes=args.max_body_bytes, max_batch=args.max_request_batch)
-    port = sock.getsockname()[1]
-    print(
-        f"mrl serve: sharded index {index.index_version} ({index.count} items in {len(index.shards)} "
-        f"shards, one process) on http://{args.host}:{port}",
-        file=sys.stderr,
-        flush=True,
-    )
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=port, log_level=args.log_level))
-    try:
-        server.run(sockets=[sock])
-    finally:
-        retriever.close()
-        backend.close()
+    what = f"sharded index {index.index_version} ({index.count} items in {len(index.shards)} shards, one process)"
+    serve_on_socket(app, sock, args, what, (retriever.close, backend.close))
     return 0
 
 
