@@ -51,6 +51,15 @@ def stubs(serving_target):
     channel.close()
 
 
+def _assert_error_message(message, exact, parts):
+    """The error `message` is non-empty, equals `exact` (unless None) and holds every part."""
+    assert isinstance(message, str) and message
+    if exact is not None:
+        assert message == exact
+    for part in parts:
+        assert part in message
+
+
 # -- REST ----------------------------------------------------------------------------------
 def _rest_valid(target, session):
     r = session.post(
@@ -223,12 +232,7 @@ def test_rest_error(rest, case_id):
     r = session.request(method, target.rest_url + path, json=body, timeout=10)
     assert r.status_code == status, r.text
     assert r.headers["Content-Type"].startswith("application/json")
-    message = r.json()["error"]
-    assert isinstance(message, str) and message
-    if exact is not None:
-        assert message == exact
-    for part in parts:
-        assert part in message
+    _assert_error_message(r.json()["error"], exact, parts)
     _rest_valid(target, session)
 
 
@@ -420,12 +424,7 @@ def test_grpc_error(stubs, case_id):
     with pytest.raises(grpc.RpcError) as info:
         getattr(stub, method)(request, timeout=10)
     assert info.value.code() == code, info.value.details()
-    message = info.value.details()
-    assert message
-    if exact is not None:
-        assert message == exact
-    for part in parts:
-        assert part in message
+    _assert_error_message(info.value.details(), exact, parts)
     _grpc_valid(target, prediction)
 
 
