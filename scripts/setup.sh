@@ -8,14 +8,9 @@ cd "$(dirname "$0")/.."
 # Four small CJK font packages (~7 MB) for the many-class CJK builder's tests; the full
 # benchmark installs the rest with scripts/setup_cjk.sh.
 APT_PACKAGES="dataset-fashion-mnist fonts-arphic-gbsn00lp fonts-arphic-gkai00mp fonts-wqy-microhei fonts-droid-fallback ${MRL_EXTRA_APT_PACKAGES:-}"
-need_apt=0
-for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || need_apt=1; done
-if [ "$need_apt" = 1 ]; then
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-  echo "[setup] apt-get install $APT_PACKAGES"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $APT_PACKAGES >/dev/null
-fi
+. scripts/apt_install.sh
+# shellcheck disable=SC2086 # one word a package
+apt_install_missing setup $APT_PACKAGES
 
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then

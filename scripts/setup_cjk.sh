@@ -8,12 +8,7 @@ fonts-wqy-microhei fonts-droid-fallback fonts-arphic-uming fonts-arphic-ukai fon
 fonts-arphic-bkai00mp fonts-wqy-zenhei fonts-hanazono fonts-lxgw-wenkai fonts-ipafont-gothic \
 fonts-ipaexfont-gothic fonts-ipafont-mincho fonts-ipaexfont-mincho fonts-vlgothic fonts-umeplus \
 fonts-motoya-l-cedar fonts-motoya-l-maruberi"
-need=0
-for p in $PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || need=1; done
-if [ "$need" = 1 ]; then
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-  echo "[setup_cjk] apt-get install $PACKAGES"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $PACKAGES >/dev/null
-fi
+. "$(dirname "$0")/apt_install.sh"
+# shellcheck disable=SC2086 # one word a package
+apt_install_missing setup_cjk $PACKAGES
 echo "[setup_cjk] CJK fonts ready"
