@@ -3,7 +3,8 @@
 NumPy's gather (`np.take` of candidate rows) copies one random row at a time: each row is a
 DRAM miss (~100-250 ns here) that the next row's copy does not overlap. The kernel walks the
 flat candidate list of a whole batch of queries and, while it scores candidate `t`, prefetches
-every cache line of candidate `t + 16`'s slice, so ~16 misses are in flight; it widens bfloat16
+every cache line of candidate `t + far`'s slice into L2 (far ~ 12 KB of rows ahead, 6-24
+candidates) and of candidate `t + 2` into L1, so many misses are in flight; it widens bfloat16
 (a shift) and int8 (a convert) in registers and accumulates the dot product (and the squared
 norm when asked) without writing the gathered rows anywhere.
 
@@ -31,39 +32,52 @@ __all__ = ["available", "gather_dot"]
 _SOURCE = r"""
 #include <stdint.h>
 #include <string.h>
-#define PF 16
+#define NEAR 2
+#define BLOCK 4
 
 static inline float bf16(uint16_t u) { uint32_t w = ((uint32_t)u) << 16; float f; memcpy(&f, &w, 4); return f; }
+
+/* Two prefetch distances: every cache line of candidate t + far goes to L2 (prefetcht2: more
+   misses in flight than the L1 fill buffers allow), candidate t + NEAR is pulled into L1
+   (prefetcht0). far is ~12 KB of rows ahead (6..24 candidates). Candidates are scored a block
+   of BLOCK at a time after the block's prefetches are issued. */
+#define PREFETCH(T, tt, HINT)                                                              \
+    do {                                                                                   \
+        const char* p = (const char*)(store + rows[tt] * stride + start);                  \
+        for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(p + b, 0, HINT);        \
+    } while (0)
 
 #define KERNEL(NAME, T, LOAD)                                                              \
 void NAME(const T* store, int64_t stride, const int64_t* rows, int64_t n, int64_t k,       \
           const float* q, int64_t qstride, int64_t start, int64_t width,                    \
           const float* scales, float* dots, float* sumsq) {                                 \
-    int64_t total = n * k, line = 64, bytes = width * (int64_t)sizeof(T);                   \
-    for (int64_t t = 0; t < total && t < PF; t++) {                                         \
-        const char* p = (const char*)(store + rows[t] * stride + start);                    \
-        for (int64_t b = 0; b < bytes; b += line) __builtin_prefetch(p + b, 0, 0);          \
-    }                                                                                       \
-    for (int64_t t = 0; t < total; t++) {                                                   \
-        if (t + PF < total) {                                                               \
-            const char* p = (const char*)(store + rows[t + PF] * stride + start);           \
-            for (int64_t b = 0; b < bytes; b += line) __builtin_prefetch(p + b, 0, 0);      \
+    int64_t total = n * k, bytes = width * (int64_t)sizeof(T);                              \
+    int64_t far = bytes > 0 ? 12288 / bytes : 24;                                           \
+    if (far < 6) far = 6;                                                                   \
+    if (far > 24) far = 24;                                                                 \
+    for (int64_t t = 0; t < total && t < far; t++) PREFETCH(T, t, 1);                       \
+    for (int64_t t0 = 0; t0 < total; t0 += BLOCK) {                                         \
+        for (int64_t t = t0; t < t0 + BLOCK; t++) {                                         \
+            if (t + far < total) PREFETCH(T, t + far, 1);                                   \
+            if (t + NEAR < total) PREFETCH(T, t + NEAR, 3);                                 \
         }                                                                                   \
-        const T* z = store + rows[t] * stride + start;                                      \
-        const float* qq = q + (t / k) * qstride;                                            \
-        float acc = 0.0f, ss = 0.0f;                                                        \
-        if (sumsq) {                                                                        \
-            for (int64_t j = 0; j < width; j++) {                                           \
-                float v = LOAD(z[j]);                                                       \
-                acc += qq[j] * v;                                                           \
-                float w = scales ? v * scales[j] : v;                                       \
-                ss += w * w;                                                                \
+        for (int64_t t = t0; t < t0 + BLOCK && t < total; t++) {                            \
+            const T* z = store + rows[t] * stride + start;                                  \
+            const float* qq = q + (t / k) * qstride;                                        \
+            float acc = 0.0f, ss = 0.0f;                                                    \
+            if (sumsq) {                                                                    \
+                for (int64_t j = 0; j < width; j++) {                                       \
+                    float v = LOAD(z[j]);                                                   \
+                    acc += qq[j] * v;                                                       \
+                    float w = scales ? v * scales[j] : v;                                   \
+                    ss += w * w;                                                            \
+                }                                                                           \
+                sumsq[t] = ss;                                                              \
+            } else {                                                                        \
+                for (int64_t j = 0; j < width; j++) acc += qq[j] * LOAD(z[j]);              \
             }                                                                               \
-            sumsq[t] = ss;                                                                  \
-        } else {                                                                            \
-            for (int64_t j = 0; j < width; j++) acc += qq[j] * LOAD(z[j]);                  \
+            dots[t] = acc;                                                                  \
         }                                                                                   \
-        dots[t] = acc;                                                                      \
     }                                                                                       \
 }
 

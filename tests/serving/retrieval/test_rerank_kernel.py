@@ -78,3 +78,26 @@ def test_unsupported_stores_and_shapes_are_refused():
             False,
         )
     assert not PrefixReranker(np.zeros((4, 4), np.float16)).use_kernel  # float16: NumPy
+
+
+@pytest.mark.parametrize("kind", ["float32", "bfloat16", "int8"])
+@pytest.mark.parametrize("n, k, width", [(1, 1, 5), (1, 3, 7), (2, 2, 16), (1, 5, 3000), (3, 9, 200)])
+def test_every_candidate_scored_whatever_the_block_and_prefetch_distances(kind, n, k, width):
+    # candidate counts below, at and off the 4-candidate block and the 6..24 prefetch distance
+    # (narrow rows: far 24; rows over 12 KB: far 6), including the last partial block
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, 3000)).astype(np.float32)
+    scales = int8_scales(x, 3000)
+    store, decoded = {
+        "float32": (x, x),
+        "bfloat16": (to_bfloat16_bits(x), from_bfloat16_bits(to_bfloat16_bits(x))),
+        "int8": (encode_int8(x, scales), encode_int8(x, scales) * scales),
+    }[kind]
+    s = scales if kind == "int8" else None
+    rows = rng.integers(0, 300, (n, k))
+    q = rng.normal(size=(n, width)).astype(np.float32)
+    qs = q * (1 if s is None else s[:width])
+    dots, sumsq = rerank_kernel.gather_dot(store, rows, qs, 0, width, True, s)
+    z = decoded[rows][:, :, :width]
+    np.testing.assert_allclose(dots, np.einsum("nkd,nd->nk", z, q), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(sumsq, np.square(z).sum(-1), rtol=1e-4, atol=1e-3)
