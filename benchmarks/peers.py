@@ -204,12 +204,19 @@ class TunedAdaptive(_Base):
         targets=(0.9, 0.95, 0.98),
         cost="cpu",
         grid=None,
+        extra_shortlists=(),
     ):
         self.db, self.threads, self.shortlist_dim = db, threads, shortlist_dim
+        self.extra_shortlists = tuple(int(m) for m in extra_shortlists)
         self.work_dir, self.tune_queries, self.store_dtype = work_dir, tune_queries, store_dtype
         self.targets, self.cost, self.grid = targets, cost, grid
-        self.path = work_dir / f"tuned_ar_ds{shortlist_dim}_{store_dtype}"
+        dims = "+".join(str(m) for m in (shortlist_dim, *self.extra_shortlists))
+        self.path = work_dir / f"tuned_ar_ds{dims}_{store_dtype}"
         self.name = f"AR auto-tuned (mrl index tune, {store_dtype} store)"
+        if self.extra_shortlists:  # one index, one store, a ScaNN shortlist per D_s
+            self.name = (
+                f"AR auto-tuned (mrl index tune, {store_dtype} store, D_s {dims.replace('+', '/')})"
+            )
         self.tuned: list[dict[str, Any]] = []
         self.tune_s = 0.0
 
@@ -217,6 +224,20 @@ class TunedAdaptive(_Base):
         from mrl_keras.serving import AdaptiveIndex, AdaptiveRetriever
 
         t = self._timed_build_index("bfloat16")
+        if self.extra_shortlists:
+            from mrl_keras.serving.retrieval.shortlists import add_shortlists
+
+            with Timer() as ta:
+                add_shortlists(
+                    self.path,
+                    self.extra_shortlists,
+                    scann_options={
+                        "training_threads": self.build_threads,
+                        "reorder_dtype": "bfloat16",
+                    },
+                )
+            t.seconds += ta.seconds
+            t.cpu_seconds += ta.cpu_seconds
         self.build_cpu_s = t.cpu_seconds
         index = AdaptiveIndex.load(self.path, verify=False)
         self.index = index
@@ -239,7 +260,7 @@ class TunedAdaptive(_Base):
                     self.tuned.append(
                         dict(
                             result.search_defaults(),
-                            D_s=self.shortlist_dim,
+                            D_s=result.chosen.config["shortlist_dim"],
                             target=target,
                             tune_recall=round(result.chosen.recall, 4),
                             heldout=round(result.heldout_recall, 4),
@@ -265,6 +286,7 @@ class TunedAdaptive(_Base):
         res = self.retriever.search_embeddings(
             queries,
             K,
+            shortlist_dim=config["shortlist_dim"],
             shortlist_size=config["shortlist_size"],
             leaves_to_search=config["leaves_to_search"],
             **stages,
@@ -278,12 +300,13 @@ class TunedAdaptive(_Base):
         from mrl_keras.serving.retrieval.funnel import funnel_mflops
 
         stages = config.get("funnel") or [(config["rerank_dim"], K)]
-        return funnel_mflops(self.db.shape[0], self.shortlist_dim, config["shortlist_size"], stages)
+        d_s = config["shortlist_dim"]
+        return funnel_mflops(self.db.shape[0], d_s, config["shortlist_size"], stages)
 
     def bytes_touched(self, config):
         from mrl_keras.serving.retrieval.tune import bytes_per_query
 
-        return bytes_per_query(self.index, dict(config, shortlist_dim=self.shortlist_dim))
+        return bytes_per_query(self.index, config)
 
     def close(self):
         self.retriever = self.index = None

@@ -87,7 +87,12 @@ def parse_args(argv):
     p.add_argument("--tune-queries", type=int, default=600)
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--trunc-dims", default="64,128,256", help="m of the truncate peers")
-    p.add_argument("--ar-dims", default="16,32", help="D_s of the AR indexes (one index each)")
+    p.add_argument(
+        "--ar-dims",
+        default="16,32",
+        help="D_s of the AR indexes, one index each; 32+128: one index (one store) with a "
+        "shortlist at each D_s, the tuner choosing among them",
+    )
     p.add_argument("--ar-store", default="bfloat16", choices=("float32", "bfloat16", "int8"))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--build-threads", type=int, default=2)
@@ -118,6 +123,14 @@ def parse_args(argv):
         args.alphas, args.noises, args.trunc_dims, args.ar_dims = "1.2", "0.8", "16", "8"
         args.repeats, args.latency_queries, args.exact_queries = 1, 2, 20
         args.no_results = args.results_dir is None
+    try:
+        ar_dims = [int(m) for spec in args.ar_dims.split(",") for m in spec.split("+")]
+    except ValueError:
+        p.error(
+            f"--ar-dims: expected integers like 32 or 32+128, comma-separated. Received: {args.ar_dims!r}"
+        )
+    if min(ar_dims) < 1:
+        p.error(f"--ar-dims must be >= 1. Received: {args.ar_dims!r}")
     unknown = set(args.methods.split(",")) - set(METHODS)
     if unknown:
         p.error(f"unknown --methods {sorted(unknown)}; expected a subset of {METHODS}")
@@ -191,11 +204,22 @@ def make_contenders(method, ds, tune_q, args, work):
         return [peers.TruncateHnsw(ds.db, t, m) for m in trunc]
     if method == "ivfpq":
         return [peers.IvfPqRefine(ds.db, t)]
-    return [
-        peers.TunedAdaptive(ds.db, t, int(m), work, tune_q, store_dtype=args.ar_store)
-        for m in args.ar_dims.split(",")
-        if 0 < int(m) < d
-    ]
+    made = []
+    for spec in args.ar_dims.split(","):  # "32": one index; "32+128": one index, two shortlists
+        dims = [int(m) for m in spec.split("+") if 0 < int(m) < d]
+        if dims:
+            made.append(
+                peers.TunedAdaptive(
+                    ds.db,
+                    t,
+                    dims[0],
+                    work,
+                    tune_q,
+                    store_dtype=args.ar_store,
+                    extra_shortlists=dims[1:],
+                )
+            )
+    return made
 
 
 def summarize(rows, bandwidth_gbs):

@@ -81,7 +81,9 @@ def test_unsupported_stores_and_shapes_are_refused():
 
 
 @pytest.mark.parametrize("kind", ["float32", "bfloat16", "int8"])
-@pytest.mark.parametrize("n, k, width", [(1, 1, 5), (1, 3, 7), (2, 2, 16), (1, 5, 3000), (3, 9, 200)])
+@pytest.mark.parametrize(
+    "n, k, width", [(1, 1, 5), (1, 3, 7), (2, 2, 16), (1, 5, 3000), (3, 9, 200)]
+)
 def test_every_candidate_scored_whatever_the_block_and_prefetch_distances(kind, n, k, width):
     # candidate counts below, at and off the 4-candidate block and the 6..24 prefetch distance
     # (narrow rows: far 24; rows over 12 KB: far 6), including the last partial block
