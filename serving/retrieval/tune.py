@@ -20,9 +20,6 @@ Pruning: for a fixed rerank and leaves, a larger `K` costs more, and for a fixed
 more leaves cost more: once a config meets the target, the larger ones along those two axes
 are not measured (they cannot be the cheapest). Measured points are all reported.
 
-Over 400 lines because the grid, the cost model, the measurement and the result type belong
-together: each is small and only the tuner uses them.
-
 Over 400 lines because the tuner is one search with its parts side by side: the grid, the
 cost measurement, the confidence bound, the Pareto front and the held-out check.
 """
