@@ -94,6 +94,11 @@ def parse_args(argv):
         "shortlist at each D_s, the tuner choosing among them",
     )
     p.add_argument("--ar-store", default="bfloat16", choices=("float32", "bfloat16", "int8"))
+    p.add_argument(
+        "--scann-leaves",
+        default="0.5,1,2",
+        help="leaf counts of the single-shot ScaNN peer, as multiples of sqrt(N) (one build each)",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--build-threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=2)
@@ -121,6 +126,7 @@ def parse_args(argv):
     if args.quick:
         args.n, args.d, args.classes, args.queries, args.tune_queries = 1500, 32, 20, 40, 60
         args.alphas, args.noises, args.trunc_dims, args.ar_dims = "1.2", "0.8", "16", "8"
+        args.scann_leaves = "1"
         args.repeats, args.latency_queries, args.exact_queries = 1, 2, 20
         args.no_results = args.results_dir is None
     try:
@@ -129,6 +135,12 @@ def parse_args(argv):
         p.error(
             f"--ar-dims: expected integers like 32 or 32+128, comma-separated. Received: {args.ar_dims!r}"
         )
+    try:
+        leaf_factors = [float(f) for f in args.scann_leaves.split(",")]
+    except ValueError:
+        p.error(f"--scann-leaves: expected numbers like 0.5,1,2. Received: {args.scann_leaves!r}")
+    if min(leaf_factors) <= 0:
+        p.error(f"--scann-leaves must be > 0. Received: {args.scann_leaves!r}")
     if min(ar_dims) < 1:
         p.error(f"--ar-dims must be >= 1. Received: {args.ar_dims!r}")
     unknown = set(args.methods.split(",")) - set(METHODS)
@@ -194,8 +206,11 @@ def make_contenders(method, ds, tune_q, args, work):
     trunc = [int(m) for m in args.trunc_dims.split(",") if 0 < int(m) < d]
     if method == "exact":
         return [ct.Exact(ds.db, t)]
-    if method == "scann":
-        return [peers.ScannFullAH(ds.db, t, nl, work, b) for b in (2, 4)]
+    if method == "scann":  # AH dims per block x leaf count (x leaves searched x reorder)
+        counts = sorted(
+            {max(1, min(n, round(nl * float(f)))) for f in args.scann_leaves.split(",")}
+        )
+        return [peers.ScannFullAH(ds.db, t, c, work, b) for b in (2, 4) for c in counts]
     if method == "hnsw":
         return [ct.FaissHnsw(ds.db, t)] if n <= args.hnsw_max_n else []
     if method == "trunc-scann":

@@ -82,6 +82,8 @@ def test_one_ar_index_with_several_shortlists_is_tuned_across_them(tmp_path):
         (["--n", "0"], "must be >= 1"),
         (["--ar-dims", "32+x"], "--ar-dims: expected integers"),
         (["--ar-dims", "0"], "--ar-dims must be >= 1"),
+        (["--scann-leaves", "1,x"], "--scann-leaves: expected numbers"),
+        (["--scann-leaves", "0"], "--scann-leaves must be > 0"),
     ],
 )
 def test_bad_flags_exit_2(argv, match, capsys):
