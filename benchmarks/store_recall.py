@@ -1,11 +1,13 @@
 """Recall cap of each rerank store dtype: rerank the exact full-d top-100 with the store's
 decoded values and compare the top 10 with the exact float32 top 10 (only the store's precision
 can lose anything). Real CJK embeddings (the first 200,000 of `benchmarks/cjk_corpus.py`'s
-corpus, built first) and the generator family at 20,000 x 256.
+corpus, when it is cached) and the generator family (`--n` x `--d`, `--classes`).
 
-    python -m benchmarks.store_recall
+    python -m benchmarks.store_recall                                   # 20,000 x 256, 500 classes
+    python -m benchmarks.store_recall --n 200000 --d 2048 --classes 1000 --no-cjk
 """
 
+import argparse
 import sys
 
 import numpy as np
@@ -43,16 +45,36 @@ def check(name, db, q):
     print(" | ".join(out), flush=True)
 
 
-def main() -> int:
-    db, _labels, q, _ql, _st = cjk_corpus.load_corpus(DEFAULT_CACHE, 1100)
-    check("CJK real 200k x 512", np.ascontiguousarray(db[:200000]), q[:500])
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.store_recall", description=__doc__)
+    p.add_argument("--n", type=int, default=20_000, help="family: rows")
+    p.add_argument("--d", type=int, default=256, help="family: dimension")
+    p.add_argument("--classes", type=int, default=500, help="family: classes")
+    p.add_argument("--queries", type=int, default=300)
+    p.add_argument("--no-cjk", action="store_true", help="skip the real CJK embeddings")
+    args = p.parse_args(argv)
+    if min(args.n, args.d, args.classes, args.queries) < 1 or args.n < 100:
+        p.error("--n must be >= 100 and --d, --classes, --queries >= 1")
+    if not args.no_cjk:
+        try:
+            db, _labels, q, _ql, _st = cjk_corpus.load_corpus(DEFAULT_CACHE, 1100)
+        except (FileNotFoundError, OSError, ValueError) as e:
+            print(f"CJK real: not cached here ({e}); build it with benchmarks.cjk_corpus")
+        else:
+            check("CJK real 200k x 512", np.ascontiguousarray(db[:200000]), q[:500])
+    shape = f"{args.n:,} x {args.d}"
     for noise in (0.8, 1.6):
         for a in (0.6, 1.2, 2.0):
-            x, _ = synthetic.generate(20000, 256, 500, alpha=a, noise=noise)
+            x, _ = synthetic.generate(args.n, args.d, args.classes, alpha=a, noise=noise)
             qq, _ = synthetic.generate(
-                300, 256, 500, alpha=a, noise=noise, stream=synthetic.QUERY_STREAM
+                args.queries,
+                args.d,
+                args.classes,
+                alpha=a,
+                noise=noise,
+                stream=synthetic.QUERY_STREAM,
             )
-            check(f"family alpha={a} noise={noise} 20k x 256", x, qq)
+            check(f"family alpha={a} noise={noise} {shape}", x, qq)
     return 0
 
 
