@@ -279,7 +279,14 @@ def render(run) -> str:
         "",
         f"- Command: `{run['command']}`",
         f"- Date: {run['date']}; wall {run['wall_s']:.0f} s; single-thread read bandwidth "
-        f"{run['bandwidth_gbs']:.1f} GB/s; {run['machine']['cpu']}, load at start "
+        f"{run['bandwidth_gbs']:.1f} GB/s"
+        + (
+            f" (by CPU time on {run['bandwidth_measured_at']}, after the run: the run measured it "
+            "by wall time on a loaded machine)"
+            if run.get("bandwidth_measured_at")
+            else ""
+        )
+        + f"; {run['machine']['cpu']}, load at start "
         f"{run['machine']['load_avg_1m_at_start']}",
         "",
     ]
@@ -318,9 +325,11 @@ def render(run) -> str:
         "Best configs (CPU-time QPS at the recall in brackets; `never`: no config of the "
         "grid reached it):"
     )
-    for e in run["summary"]:
-        for f, r in e["best"].items():
-            lines.append(f"- {e['target']:.2f} {FAMILIES[f]}: {r['method']} {r['config']}")
+    for e in run["summary"]:  # in FAMILIES order, configs by key: a saved run renders the same
+        for f in FAMILIES:
+            if (r := e["best"].get(f)) is not None:
+                config = dict(sorted(r["config"].items()))
+                lines.append(f"- {e['target']:.2f} {FAMILIES[f]}: {r['method']} {config}")
     if run["skipped"]:
         lines.append("")
         lines += [f"- skipped: {s}" for s in run["skipped"]]
@@ -411,16 +420,22 @@ SECTION = "Adaptive retrieval vs tuned peers on data we did not design (issue 16
 def render_results(results_dir: Path) -> str:
     """The RESULTS.md section: the closing note (`results/peers_notes.md`), then each saved
     run (real embeddings first), written into `results_dir/RESULTS.md`."""
-    runs = [
-        json.loads(p.read_text()) for p in sorted((results_dir / "results").glob("peers_*.json"))
-    ]
-    runs.sort(key=lambda r: (not r["dataset"].startswith("real"), -r["n"], r["dataset"]))
+    paths = sorted((results_dir / "results").glob("peers_*.json"))
+    runs = [json.loads(p.read_text()) for p in paths]
     bandwidth = None
-    for r in runs:  # runs saved before the bandwidth was measured by CPU time: measure it now
+    for path, r in zip(paths, runs, strict=True):
+        # Runs saved before the bandwidth was measured by CPU time: measure it once, here, and
+        # save it with its date so that every later render prints the same numbers.
         if not r.get("bandwidth_by_cpu"):
             bandwidth = bandwidth or bandwidth_cpu_gbs()
-            r.update(bandwidth_gbs=bandwidth, bandwidth_by_cpu=True)
+            r.update(
+                bandwidth_gbs=bandwidth,
+                bandwidth_by_cpu=True,
+                bandwidth_measured_at=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            )
             r["summary"] = summarize(r["rows"], bandwidth)
+            common.save_json(path, r)
+    runs.sort(key=lambda r: (not r["dataset"].startswith("real"), -r["n"], r["dataset"]))
     notes = results_dir / "results" / "peers_notes.md"
     body = [notes.read_text().strip()] if notes.exists() else []
     body += [render(r) for r in runs]

@@ -35,6 +35,31 @@ def test_quick_run_measures_every_peer_and_the_tuned_ar(tmp_path, capsys):
     assert retrieval_peers.SECTION in section and "AR (auto-tuned)" in section
 
 
+def test_a_run_without_a_cpu_time_bandwidth_is_measured_once_and_saved(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    src = Path(retrieval_peers.__file__).parent / "results"
+    run = json.loads(next(src.glob("peers_family-*_20000.json")).read_text())
+    for key in ("bandwidth_by_cpu", "bandwidth_measured_at"):
+        run.pop(key, None)
+    run["bandwidth_gbs"] = 1.0  # a wall-time figure from a loaded machine
+    (tmp_path / "results").mkdir()
+    path = tmp_path / "results" / "peers_x_20000.json"
+    path.write_text(json.dumps(run))
+    measured = iter([10.0, 99.0])
+    monkeypatch.setattr(retrieval_peers, "bandwidth_cpu_gbs", lambda: next(measured))
+    first = retrieval_peers.render_results(tmp_path)
+    saved = json.loads(path.read_text())
+    assert saved["bandwidth_gbs"] == 10.0 and saved["bandwidth_by_cpu"]
+    assert "after the run" in first and "10.0 GB/s" in first
+    limits = [e for e in saved["summary"] if "ar_limit_qps" in e]
+    assert limits
+    for entry in limits:
+        bytes_touched = entry["best"]["ar"]["bytes_touched"]
+        assert entry["ar_limit_qps"] == pytest.approx(10e9 / bytes_touched, rel=1e-6)
+    assert retrieval_peers.render_results(tmp_path) == first  # not measured again (99.0)
+
+
 def test_family_of_names_every_contender():
     assert retrieval_peers.family_of("truncate z[:64] + HNSW") == "trunc"
     assert retrieval_peers.family_of("FAISS HNSW (full d, M=32)") == "hnsw"
