@@ -271,6 +271,42 @@ def bandwidth_cpu_gbs(size_mb: int = 512) -> float:
     return a.nbytes / max(best, 1e-9) / 1e9
 
 
+def pareto_plot(run, path: Path) -> None:
+    """recall@10 vs CPU-time QPS of every config measured, one colour per family, each family's
+    Pareto front joined (AR: the tuner's choices for the targets, on the benchmark queries)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    for f, label in FAMILIES.items():
+        pts = sorted(
+            ((r["recall"], r["qps_cpu"]) for r in run["rows"] if family_of(r["method"]) == f),
+            key=lambda p: -p[1],
+        )
+        if not pts:
+            continue
+        front, best = [], -1.0
+        for rec, qps in pts:  # the front: each point beats every faster one on recall
+            if rec > best:
+                front.append((rec, qps))
+                best = rec
+        (line,) = ax.plot([p[0] for p in front], [p[1] for p in front], marker="o", label=label)
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=8, alpha=0.3, color=line.get_color())
+    for target in TARGETS:
+        ax.axvline(target, color="grey", lw=0.8, ls="--")
+    ax.set_yscale("log")
+    ax.set_xlabel("recall@10 vs exact full-d top-10")
+    ax.set_ylabel("queries / CPU-second (one thread)")
+    ax.set_title(run["dataset"], fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def render(run) -> str:
     lines = [
         f"### {run['dataset']}",
@@ -333,6 +369,8 @@ def render(run) -> str:
     if run["skipped"]:
         lines.append("")
         lines += [f"- skipped: {s}" for s in run["skipped"]]
+    if run.get("plot"):
+        lines += ["", f"![recall@10 vs CPU-time QPS]({run['plot']})"]
     return "\n".join(lines)
 
 
@@ -435,6 +473,13 @@ def render_results(results_dir: Path) -> str:
             )
             r["summary"] = summarize(r["rows"], bandwidth)
             common.save_json(path, r)
+        png = results_dir / f"peers_pareto_{path.stem.removeprefix('peers_')}.png"
+        if not png.exists():  # drawn from the saved rows: the same plot on every render
+            try:
+                pareto_plot(r, png)
+            except ImportError:  # matplotlib is the `plots` extra
+                continue
+        r["plot"] = png.name
     runs.sort(key=lambda r: (not r["dataset"].startswith("real"), -r["n"], r["dataset"]))
     notes = results_dir / "results" / "peers_notes.md"
     body = [notes.read_text().strip()] if notes.exists() else []

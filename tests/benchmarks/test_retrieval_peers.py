@@ -52,6 +52,8 @@ def test_a_run_without_a_cpu_time_bandwidth_is_measured_once_and_saved(tmp_path,
     saved = json.loads(path.read_text())
     assert saved["bandwidth_gbs"] == 10.0 and saved["bandwidth_by_cpu"]
     assert "after the run" in first and "10.0 GB/s" in first
+    assert (tmp_path / "peers_pareto_x_20000.png").stat().st_size > 1000
+    assert "(peers_pareto_x_20000.png)" in first
     limits = [e for e in saved["summary"] if "ar_limit_qps" in e]
     assert limits
     for entry in limits:
