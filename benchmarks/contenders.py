@@ -60,9 +60,11 @@ class _Base:
     def build_threads(self, value: int | None) -> None:
         self._build_threads = value
 
-    def _timed_build_index(self, reorder_dtype: str) -> Timer:
-        """Builds `self.db` into an AR index at `self.path` (`shortlist_dim`, `store_dtype`) and
-        returns the `Timer` of the build."""
+    def _timed_build_index(
+        self, reorder_dtype: str, scann_options: dict[str, Any] | None = None
+    ) -> Timer:
+        """Builds `self.db` into an AR index at `self.path` (`shortlist_dim`, `store_dtype`;
+        `scann_options` override the defaults) and returns the `Timer` of the build."""
         from mrl_keras.serving import build_index
 
         with Timer() as t:
@@ -75,6 +77,7 @@ class _Base:
                 scann_options={
                     "training_threads": self.build_threads,
                     "reorder_dtype": reorder_dtype,
+                    **(scann_options or {}),
                 },
             )
         return t

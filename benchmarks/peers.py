@@ -205,25 +205,42 @@ class TunedAdaptive(_Base):
         cost="cpu",
         grid=None,
         extra_shortlists=(),
+        leaves_factor: float = 1.0,
     ):
         self.db, self.threads, self.shortlist_dim = db, threads, shortlist_dim
         self.extra_shortlists = tuple(int(m) for m in extra_shortlists)
         self.work_dir, self.tune_queries, self.store_dtype = work_dir, tune_queries, store_dtype
         self.targets, self.cost, self.grid = targets, cost, grid
+        self.leaves_factor = float(leaves_factor)
         dims = "+".join(str(m) for m in (shortlist_dim, *self.extra_shortlists))
-        self.path = work_dir / f"tuned_ar_ds{dims}_{store_dtype}"
+        leaves = "" if self.leaves_factor == 1.0 else f"_leaves{self.leaves_factor:g}"
+        self.path = work_dir / f"tuned_ar_ds{dims}_{store_dtype}{leaves}"
         self.name = f"AR auto-tuned (mrl index tune, {store_dtype} store)"
         if self.extra_shortlists:  # one index, one store, a ScaNN shortlist per D_s
             self.name = (
                 f"AR auto-tuned (mrl index tune, {store_dtype} store, D_s {dims.replace('+', '/')})"
             )
+        if self.leaves_factor != 1.0:
+            self.name = self.name[:-1] + f", {self.leaves_factor:g} x sqrt(N) leaves)"
         self.tuned: list[dict[str, Any]] = []
         self.tune_s = 0.0
+
+    def _leaf_options(self) -> dict[str, Any]:
+        """The shortlists' tree at `leaves_factor` x sqrt(N) leaves ({} at the default 1)."""
+        if self.leaves_factor == 1.0:
+            return {}
+        n = self.db.shape[0]
+        nl = max(1, int(round(self.leaves_factor * np.sqrt(n))))
+        return {
+            "num_leaves": nl,
+            "num_leaves_to_search": max(1, int(np.ceil(nl * 0.1))),
+            "training_sample_size": int(min(n, max(50_000, 100 * nl))),
+        }
 
     def build(self) -> float:
         from mrl_keras.serving import AdaptiveIndex, AdaptiveRetriever
 
-        t = self._timed_build_index("bfloat16")
+        t = self._timed_build_index("bfloat16", self._leaf_options())
         if self.extra_shortlists:
             from mrl_keras.serving.retrieval.shortlists import add_shortlists
 
@@ -234,6 +251,7 @@ class TunedAdaptive(_Base):
                     scann_options={
                         "training_threads": self.build_threads,
                         "reorder_dtype": "bfloat16",
+                        **self._leaf_options(),
                     },
                 )
             t.seconds += ta.seconds

@@ -95,6 +95,11 @@ def parse_args(argv):
     )
     p.add_argument("--ar-store", default="bfloat16", choices=("float32", "bfloat16", "int8"))
     p.add_argument(
+        "--ar-leaves",
+        default="1",
+        help="leaf counts of AR's shortlist trees, as multiples of sqrt(N) (one index each)",
+    )
+    p.add_argument(
         "--scann-leaves",
         default="0.5,1,2",
         help="leaf counts of the single-shot ScaNN peer, as multiples of sqrt(N) (one build each)",
@@ -141,6 +146,12 @@ def parse_args(argv):
         p.error(f"--scann-leaves: expected numbers like 0.5,1,2. Received: {args.scann_leaves!r}")
     if min(leaf_factors) <= 0:
         p.error(f"--scann-leaves must be > 0. Received: {args.scann_leaves!r}")
+    try:
+        ar_leaves = [float(f) for f in args.ar_leaves.split(",")]
+    except ValueError:
+        p.error(f"--ar-leaves: expected numbers like 1,2. Received: {args.ar_leaves!r}")
+    if min(ar_leaves) <= 0:
+        p.error(f"--ar-leaves must be > 0. Received: {args.ar_leaves!r}")
     if min(ar_dims) < 1:
         p.error(f"--ar-dims must be >= 1. Received: {args.ar_dims!r}")
     unknown = set(args.methods.split(",")) - set(METHODS)
@@ -222,7 +233,7 @@ def make_contenders(method, ds, tune_q, args, work):
     made = []
     for spec in args.ar_dims.split(","):  # "32": one index; "32+128": one index, two shortlists
         dims = [int(m) for m in spec.split("+") if 0 < int(m) < d]
-        if dims:
+        for factor in (float(f) for f in args.ar_leaves.split(",")) if dims else ():
             made.append(
                 peers.TunedAdaptive(
                     ds.db,
@@ -232,6 +243,7 @@ def make_contenders(method, ds, tune_q, args, work):
                     tune_q,
                     store_dtype=args.ar_store,
                     extra_shortlists=dims[1:],
+                    leaves_factor=factor,
                 )
             )
     return made

@@ -84,13 +84,18 @@ def test_one_ar_index_with_several_shortlists_is_tuned_across_them(tmp_path):
 
     db, _ = synthetic.generate(3000, 32, 20, alpha=1.2, noise=0.8)
     tq, _ = synthetic.generate(80, 32, 20, alpha=1.2, noise=0.8, stream=synthetic.QUERY_STREAM)
-    c = peers.TunedAdaptive(db, 1, 4, tmp_path, tq, targets=(0.9,), extra_shortlists=(8,))
+    c = peers.TunedAdaptive(
+        db, 1, 4, tmp_path, tq, targets=(0.9,), extra_shortlists=(8,), leaves_factor=0.5
+    )
     c.build_threads = 1
     c.build()
-    assert "D_s 4/8" in c.name
+    assert "D_s 4/8" in c.name and "0.5 x sqrt(N) leaves" in c.name
     from mrl_keras.serving.retrieval.shortlists import shortlist_dims
+    from mrl_keras.serving.retrieval.tune import shortlist_options
 
     assert tuple(shortlist_dims(c.index)) == (4, 8)
+    # every shortlist's tree has round(0.5 * sqrt(3000)) = 27 leaves (the default: 1 below 16k)
+    assert {shortlist_options(c.index, m)["num_leaves"] for m in (4, 8)} == {27}
     (config,) = c.configs()
     assert config["D_s"] == config["shortlist_dim"] in (4, 8)
     ids = c.search(tq, config)
@@ -111,6 +116,8 @@ def test_one_ar_index_with_several_shortlists_is_tuned_across_them(tmp_path):
         (["--ar-dims", "0"], "--ar-dims must be >= 1"),
         (["--scann-leaves", "1,x"], "--scann-leaves: expected numbers"),
         (["--scann-leaves", "0"], "--scann-leaves must be > 0"),
+        (["--ar-leaves", "2,y"], "--ar-leaves: expected numbers"),
+        (["--ar-leaves", "-1"], "--ar-leaves must be > 0"),
     ],
 )
 def test_bad_flags_exit_2(argv, match, capsys):
