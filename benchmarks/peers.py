@@ -226,10 +226,12 @@ class TunedAdaptive(_Base):
         self.tune_s = 0.0
 
     def _leaf_options(self) -> dict[str, Any]:
-        """The shortlists' tree at `leaves_factor` x sqrt(N) leaves ({} at the default 1)."""
-        if self.leaves_factor == 1.0:
-            return {}
+        """The shortlists' tree at `leaves_factor` x sqrt(N) leaves, set explicitly (the index
+        default is 2 x sqrt(N) since 2026-12-03; the runs saved before used 1 x); below 16,000
+        points at factor 1: the default (no tree)."""
         n = self.db.shape[0]
+        if self.leaves_factor == 1.0 and n < 16_000:
+            return {}
         nl = max(1, int(round(self.leaves_factor * np.sqrt(n))))
         return {
             "num_leaves": nl,

@@ -238,7 +238,7 @@ def bytes_per_query(index, config: dict[str, Any]) -> float:
 def default_grid(index, k: int, shortlist_dim: int | None = None) -> dict[str, list]:
     """The grid `tune_index` searches by default at one shortlist dim (default the index's
     `D_s`): `K` from `k` up to 800 (at most the corpus), `D_r` in powers of two from `2 D_s`
-    and the index's `D_r` (plus `D_s`: no rerank), the paper's funnel, and 1-30% of that
+    and the index's `D_r` (plus `D_s`: no rerank), the paper's funnel, and 0.5-30% of that
     shortlist's ScaNN leaves; `shortlist_dims` lists every shortlist the index has."""
     d_s = index.shortlist_dim if shortlist_dim is None else int(shortlist_dim)
     d_r, count = index.rerank_dim, index.count
@@ -253,7 +253,7 @@ def default_grid(index, k: int, shortlist_dim: int | None = None) -> dict[str, l
     if nl <= 1:
         leaves = [1]
     else:
-        fractions = (0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3)
+        fractions = (0.005, 0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3)
         leaves = sorted({max(1, min(nl, round(nl * f))) for f in fractions})
     return {
         "shortlist_dims": list(shortlist_dims(index)),

@@ -211,8 +211,9 @@ def test_build_rejects_bad_data(tmp_path):
 def test_defaults_scale_with_count():
     small, large = default_scann_options(5_000, 16), default_scann_options(1_000_000, 16)
     assert small["num_leaves"] == 1
-    assert large["num_leaves"] == 1000 and large["num_leaves_to_search"] == 100
-    assert large["training_sample_size"] == 100_000
+    assert large["num_leaves"] == 2000 and large["num_leaves_to_search"] == 200
+    assert large["training_sample_size"] == 200_000
+    assert default_scann_options(200_000, 32)["num_leaves"] == 894  # 2 sqrt(N), rounded
 
 
 def test_default_dims_per_block_and_reorder():

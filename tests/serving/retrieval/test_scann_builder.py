@@ -9,7 +9,7 @@ def test_defaults_scale_with_the_corpus():
     small = default_scann_options(10_000, 16)
     assert small["num_leaves"] == 1 and small["dims_per_block"] == 1
     large = default_scann_options(1_000_000, 128)
-    assert large["num_leaves"] == 1000 and large["num_leaves_to_search"] == 100
+    assert large["num_leaves"] == 2000 and large["num_leaves_to_search"] == 200
     assert large["dims_per_block"] == 2
 
 
