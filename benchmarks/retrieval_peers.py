@@ -461,10 +461,16 @@ def finalize_partial(path: Path, results_dir: Path) -> None:
     run["summary"] = summarize(run["rows"], run["bandwidth_gbs"])
     slug = "".join(ch if ch.isalnum() else "-" for ch in run["dataset"].split("(")[0]).strip("-")
     common.save_json(results_dir / "results" / f"peers_{slug}_{run['n']}.json", run)
+    _pareto_path(results_dir, slug, run["n"]).unlink(missing_ok=True)  # redrawn
     render_results(results_dir)
 
 
 SECTION = "Adaptive retrieval vs tuned peers on data we did not design (issue 16)"
+
+
+def _pareto_path(results_dir: Path, slug: str, n: int) -> Path:
+    """The Pareto plot of `results/peers_<slug>_<n>.json` (drawn by `render_results`)."""
+    return results_dir / f"peers_pareto_{slug}_{n}.png"
 
 
 def render_results(results_dir: Path) -> str:
@@ -485,7 +491,7 @@ def render_results(results_dir: Path) -> str:
             )
             r["summary"] = summarize(r["rows"], bandwidth)
             common.save_json(path, r)
-        png = results_dir / f"peers_pareto_{path.stem.removeprefix('peers_')}.png"
+        png = results_dir / f"{path.stem.replace('peers_', 'peers_pareto_', 1)}.png"
         if not png.exists():  # drawn from the saved rows: the same plot on every render
             try:
                 pareto_plot(r, png)
@@ -521,6 +527,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_results:
             slug = "".join(ch if ch.isalnum() else "-" for ch in ds.name.split("(")[0]).strip("-")
             common.save_json(args.results_dir / "results" / f"peers_{slug}_{run['n']}.json", run)
+            _pareto_path(args.results_dir, slug, run["n"]).unlink(missing_ok=True)  # redrawn
             render_results(args.results_dir)
     return 0
 
