@@ -96,8 +96,9 @@ def parse_args(argv):
     p.add_argument("--ar-store", default="bfloat16", choices=("float32", "bfloat16", "int8"))
     p.add_argument(
         "--ar-leaves",
-        default="1",
-        help="leaf counts of AR's shortlist trees, as multiples of sqrt(N) (one index each)",
+        default="2",
+        help="leaf counts of AR's shortlist trees, as multiples of sqrt(N) (one index each; "
+        "default 2, the index default since 2026-12-03; runs saved before used 1)",
     )
     p.add_argument(
         "--scann-leaves",
@@ -131,7 +132,7 @@ def parse_args(argv):
     if args.quick:
         args.n, args.d, args.classes, args.queries, args.tune_queries = 1500, 32, 20, 40, 60
         args.alphas, args.noises, args.trunc_dims, args.ar_dims = "1.2", "0.8", "16", "8"
-        args.scann_leaves = "1"
+        args.scann_leaves = args.ar_leaves = "1"  # 1: no tree below 16,000 points, as the index
         args.repeats, args.latency_queries, args.exact_queries = 1, 2, 20
         args.no_results = args.results_dir is None
     try:
