@@ -139,6 +139,14 @@ class TFServingRest(ModelBackend):
                 if _refused(e):  # nothing listens there: retrying inside the deadline cannot help
                     error.retryable = False
                 raise error from None
+            except (
+                requests.exceptions.ChunkedEncodingError,
+                requests.exceptions.ContentDecodingError,
+            ) as e:
+                # The server went away (stopped, restarted) in the middle of its answer: the same
+                # outage as a refused connection, seen later. Every call here is a read (predict,
+                # status, metadata), so a retry inside the deadline is safe.
+                raise Unavailable(f"The connection to {self.url} broke mid-answer: {e}") from None
             try:
                 payload = response.json()
             except ValueError:

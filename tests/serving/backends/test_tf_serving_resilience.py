@@ -87,3 +87,49 @@ def test_unreachable_address_fails_fast():
     with pytest.raises(Unavailable):
         rest.status()
     assert time.monotonic() - start < 1.0 + SLACK_S
+
+
+def test_an_answer_cut_short_is_unavailable_not_a_raw_transport_error():
+    """A server that stops mid-answer (headers sent, body cut) is an outage: `Unavailable`,
+    which the service answers as 503 (CI once saw a 500 from requests' ChunkedEncodingError)."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    served = []
+
+    def serve():
+        deadline = time.monotonic() + 10  # bounded in count and time
+        listener.settimeout(0.2)
+        while len(served) < 8 and time.monotonic() < deadline and not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.recv(65536)
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b'Content-Length: 693\r\n\r\n{"model_version_status"'
+                )
+            served.append(1)
+
+    done = threading.Event()
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    rest = TFServingRest(f"http://127.0.0.1:{port}", "tiny", timeout=1.0, check=False)
+    start = time.monotonic()
+    try:
+        with pytest.raises(Unavailable, match="broke mid-answer") as info:
+            rest.status()
+        elapsed = time.monotonic() - start
+    finally:
+        done.set()
+        rest.close()
+        thread.join(timeout=5)
+        listener.close()
+    assert elapsed < 1.0 + SLACK_S
+    assert info.value.code == "UNAVAILABLE" and served
