@@ -141,18 +141,8 @@ def parse_args(argv):
         p.error(
             f"--ar-dims: expected integers like 32 or 32+128, comma-separated. Received: {args.ar_dims!r}"
         )
-    try:
-        leaf_factors = [float(f) for f in args.scann_leaves.split(",")]
-    except ValueError:
-        p.error(f"--scann-leaves: expected numbers like 0.5,1,2. Received: {args.scann_leaves!r}")
-    if min(leaf_factors) <= 0:
-        p.error(f"--scann-leaves must be > 0. Received: {args.scann_leaves!r}")
-    try:
-        ar_leaves = [float(f) for f in args.ar_leaves.split(",")]
-    except ValueError:
-        p.error(f"--ar-leaves: expected numbers like 1,2. Received: {args.ar_leaves!r}")
-    if min(ar_leaves) <= 0:
-        p.error(f"--ar-leaves must be > 0. Received: {args.ar_leaves!r}")
+    args.scann_leaf_factors = _leaf_factors(p, "--scann-leaves", args.scann_leaves, "0.5,1,2")
+    args.ar_leaf_factors = _leaf_factors(p, "--ar-leaves", args.ar_leaves, "1,2")
     if min(ar_dims) < 1:
         p.error(f"--ar-dims must be >= 1. Received: {args.ar_dims!r}")
     unknown = set(args.methods.split(",")) - set(METHODS)
@@ -163,6 +153,17 @@ def parse_args(argv):
     if args.results_dir is None:
         args.results_dir = common.BENCH_DIR
     return args
+
+
+def _leaf_factors(p, flag: str, value: str, example: str) -> list[float]:
+    """A comma-separated list of positive multiples of sqrt(N), or a usage error naming `flag`."""
+    try:
+        factors = [float(f) for f in value.split(",")]
+    except ValueError:
+        p.error(f"{flag}: expected numbers like {example}. Received: {value!r}")
+    if min(factors) <= 0:
+        p.error(f"{flag} must be > 0. Received: {value!r}")
+    return factors
 
 
 def datasets(args):
@@ -220,7 +221,7 @@ def make_contenders(method, ds, tune_q, args, work):
         return [ct.Exact(ds.db, t)]
     if method == "scann":  # AH dims per block x leaf count (x leaves searched x reorder)
         counts = sorted(
-            {max(1, min(n, round(nl * float(f)))) for f in args.scann_leaves.split(",")}
+            {max(1, min(n, round(nl * f))) for f in args.scann_leaf_factors}
         )
         return [peers.ScannFullAH(ds.db, t, c, work, b) for b in (2, 4) for c in counts]
     if method == "hnsw":
@@ -234,7 +235,7 @@ def make_contenders(method, ds, tune_q, args, work):
     made = []
     for spec in args.ar_dims.split(","):  # "32": one index; "32+128": one index, two shortlists
         dims = [int(m) for m in spec.split("+") if 0 < int(m) < d]
-        for factor in (float(f) for f in args.ar_leaves.split(",")) if dims else ():
+        for factor in args.ar_leaf_factors if dims else ():
             made.append(
                 peers.TunedAdaptive(
                     ds.db,
