@@ -232,12 +232,8 @@ class TunedAdaptive(_Base):
         n = self.db.shape[0]
         if self.leaves_factor == 1.0 and n < 16_000:
             return {}
-        nl = max(1, int(round(self.leaves_factor * np.sqrt(n))))
-        return {
-            "num_leaves": nl,
-            "num_leaves_to_search": max(1, int(np.ceil(nl * 0.1))),
-            "training_sample_size": int(min(n, max(50_000, 100 * nl))),
-        }
+        # the index derives leaves searched and the k-means sample from the leaf count
+        return {"num_leaves": max(1, int(round(self.leaves_factor * np.sqrt(n))))}
 
     def build(self) -> float:
         from mrl_keras.serving import AdaptiveIndex, AdaptiveRetriever

@@ -62,7 +62,7 @@ def default_scann_options(count: int, dim: int, shortlist_size: int = 200) -> di
         "num_leaves": num_leaves,
         "num_leaves_to_search": max(1, int(math.ceil(num_leaves * 0.1))),
         "spherical": True,
-        "training_sample_size": int(min(count, max(50_000, 100 * num_leaves))),
+        "training_sample_size": _training_sample_size(count, num_leaves),
         "dims_per_block": 1 if dim <= 64 else 2,
         "anisotropic_quantization_threshold": 0.2,
         "hash_type": "lut16",
@@ -77,6 +77,11 @@ def default_scann_options(count: int, dim: int, shortlist_size: int = 200) -> di
 REORDER_DTYPES = {"float32": "FLOAT32", "bfloat16": "BFLOAT16", "int8": "INT8"}
 
 
+def _training_sample_size(count: int, num_leaves: int) -> int:
+    """100 points per leaf, at least 50,000 (at most the corpus)."""
+    return int(min(count, max(50_000, 100 * num_leaves)))
+
+
 def resolve_scann_options(count: int, dim: int, overrides: dict[str, Any] | None) -> dict[str, Any]:
     options = default_scann_options(count, dim)
     overrides = dict(overrides or {})
@@ -86,8 +91,12 @@ def resolve_scann_options(count: int, dim: int, overrides: dict[str, Any] | None
             f"Unknown ScaNN option(s) {unknown}. Expected a subset of {sorted(options)}."
         )
     options.update(overrides)
-    if "num_leaves" in overrides and "num_leaves_to_search" not in overrides:
-        options["num_leaves_to_search"] = max(1, int(math.ceil(options["num_leaves"] * 0.1)))
+    if "num_leaves" in overrides:  # what the defaults derive from the leaf count follows it
+        if "num_leaves_to_search" not in overrides:
+            options["num_leaves_to_search"] = max(1, int(math.ceil(options["num_leaves"] * 0.1)))
+        leaves = options["num_leaves"]
+        if "training_sample_size" not in overrides and isinstance(leaves, (int, np.integer)):
+            options["training_sample_size"] = _training_sample_size(count, int(leaves))
     for key in (
         "num_leaves",
         "num_leaves_to_search",

@@ -16,6 +16,8 @@ def test_defaults_scale_with_the_corpus():
 def test_overrides_and_derived_settings():
     options = resolve_scann_options(50_000, 16, {"num_leaves": 100})
     assert options["num_leaves_to_search"] == 10  # 10% of the overridden leaves
+    big = resolve_scann_options(1_000_000, 16, {"num_leaves": 3000})
+    assert big["training_sample_size"] == 300_000  # 100 a leaf, following the overridden leaves
     capped = resolve_scann_options(50, 16, {"num_leaves": 1})
     assert capped["num_neighbors"] == 50 and capped["training_sample_size"] == 50
 
