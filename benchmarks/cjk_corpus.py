@@ -8,11 +8,16 @@ saw them). Images are produced by a generator, one batch at a time, and embedded
 model's `embedding` layer (full d); only the embeddings are kept, in a memory-mapped `.npy`
 under the benchmark cache (outside git), L2-normalised. The work is resumable in chunks: a killed
 run continues where it stopped, and a larger `--n` extends a smaller cached corpus (item `i`
-depends only on the seed and `i`).
+depends only on the seed and `i`). `--workers` processes (default: one a core) render chunks
+while the main process embeds; the corpus is the same for any worker count. The cache folder is
+keyed by the model (its folder name and a hash of its resolved path), and a folder built by
+another model is refused rather than extended.
 
 Usage (from the repository root):
 
     python -m benchmarks.cjk_corpus --n 1000000          # ~ the headline corpus
+    python -m benchmarks.cjk_corpus --n 1000000 --queries 1100 \
+        --model /work/runs/cjk1000_d2048/s0/mrl/model.keras   # the d = 2048 table
     python -m benchmarks.cjk_corpus --n 20000 --queries 1000
 
 The model defaults to /work/runs/cjk1000/s0/mrl/model.keras (CJK-1000, d=512, 24 px); any
@@ -116,6 +121,38 @@ def generate_images(renderer, chars, face_ids, start: int, stop: int, seed: int,
     return x, y
 
 
+_WORKER: dict = {}
+
+
+def _worker_init(fonts, seed: int, image_size: int) -> None:
+    faces, train_ids, _, chars = corpus_setup(seed=seed, fonts=fonts)
+    _WORKER.update(renderer=GlyphRenderer(faces, image_size), chars=chars, ids=train_ids, seed=seed)
+
+
+def _worker_render(span: tuple[int, int]):
+    """Renders items `span[0]..span[1]-1` in a worker; returns `(x, y, process seconds)`."""
+    t0 = time.process_time()
+    w = _WORKER
+    x, y = generate_images(w["renderer"], w["chars"], w["ids"], span[0], span[1], w["seed"], 1)
+    return x, y, time.process_time() - t0
+
+
+def model_key(model_path: Path) -> str:
+    """Cache-folder key of a model: its folder's name and a hash of its resolved path.
+
+    Two models in folders of the same name (`runs/a/s0/mrl`, `runs/b/s0/mrl`) must not share
+    a cached corpus: the key was the folder name alone until 2026-12-04.
+    """
+    import hashlib
+
+    resolved = str(Path(model_path).resolve())
+    return f"{Path(model_path).parent.name}_{hashlib.sha1(resolved.encode()).hexdigest()[:8]}"
+
+
+def corpus_folder(cache: Path, model_path: Path, seed: int) -> Path:
+    return Path(cache) / f"cjk_corpus_{model_key(model_path)}_s{seed}_f{FORMAT}"
+
+
 class Embedder:
     """The `embedding` layer of a trained `.keras` model, called in fixed-size batches."""
 
@@ -147,22 +184,31 @@ def build_corpus(
     seed: int = 0,
     fonts=None,
     time_budget_s: float | None = None,
+    workers: int = 1,
 ) -> Path:
     """Renders and embeds the corpus (resumably) into `cache/cjk_corpus_*`; returns the folder.
 
     Peak memory is one chunk of images (8,192 x 24 x 24 floats) plus the model. With
     `time_budget_s`, stops after the chunk that crosses it (the folder then holds fewer rows;
-    `status.json` says how many) and a later call continues.
+    `status.json` says how many) and a later call continues. With `workers > 1`, that many
+    spawned processes render chunks while this one embeds (the items, and so the corpus, are
+    the same for any worker count: item `i` depends only on the seed and `i`).
     """
     if n < 1 or queries < 1:
         raise ValueError(f"Expected n >= 1 and queries >= 1. Received: n={n}, queries={queries}")
+    if workers < 1:
+        raise ValueError(f"Expected workers >= 1. Received: workers={workers}")
     model_path = Path(model_path)
     if not model_path.is_file():
         raise SystemExit(f"error: no model at {model_path} (train one with `mrl train`)")
-    folder = cache / f"cjk_corpus_{model_path.parent.name}_s{seed}_f{FORMAT}"
+    folder = corpus_folder(cache, model_path, seed)
     folder.mkdir(parents=True, exist_ok=True)
     status_path = folder / "status.json"
     status = json.loads(status_path.read_text()) if status_path.exists() else {"rows": 0}
+    if status.get("model") not in (None, str(model_path.resolve())):
+        raise SystemExit(
+            f"error: {folder} holds the corpus of model {status['model']}, not {model_path}"
+        )
     capacity = status.get("capacity", 0)
     db_path = folder / "db.npy"
     embedder = Embedder(model_path)
@@ -194,44 +240,61 @@ def build_corpus(
     started = time.perf_counter()
     render_s = embed_s = 0.0
     done = first = int(status["rows"])
-    while done < n:
-        stop = min(n, done + CHUNK)
-        t0 = time.perf_counter()
-        x, y = generate_images(renderer, chars, train_ids, done, stop, seed, 1)
-        t1 = time.perf_counter()
-        db[done:stop] = embedder(x)
-        t2 = time.perf_counter()
-        render_s, embed_s = render_s + t1 - t0, embed_s + t2 - t1
-        labels[done:stop] = y
-        done = stop
-        db.flush()
-        np.save(folder / "db_labels.npy", labels)
-        status.update(
-            rows=done,
-            render_s=round(status.get("render_s", 0.0) + t1 - t0, 1),
-            embed_s=round(status.get("embed_s", 0.0) + t2 - t1, 1),
-            model=str(model_path),
-            d=embedder.dim,
-            train_faces=[faces[i].path for i in train_ids],
-            test_faces=[faces[i].path for i in test_ids],
+    spans = [(a, min(n, a + CHUNK)) for a in range(done, n, CHUNK)]
+    pool = None
+    if workers > 1 and spans:
+        import multiprocessing
+
+        # spawn: the workers must not inherit this process's TensorFlow threads
+        pool = multiprocessing.get_context("spawn").Pool(
+            workers, _worker_init, (fonts, seed, embedder.image_size)
         )
-        tmp = status_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(status, indent=1))
-        os.replace(tmp, status_path)
-        rate = max(1, done - first)
-        elapsed = time.perf_counter() - started
-        log(
-            f"cjk corpus: {done:,}/{n:,} rows ({render_s:.0f} s render, {embed_s:.0f} s embed, "
-            f"{(render_s + embed_s) / max(1, rate) * 1e3:.2f} ms/item this run)"
-        )
-        if time_budget_s is not None and elapsed > time_budget_s:
-            break
+        rendered = pool.imap(_worker_render, spans)
+    else:
+        _worker_init(fonts, seed, embedder.image_size)
+        rendered = map(_worker_render, spans)
+    last = started
+    try:
+        for (a, stop), (x, y, render_cpu) in zip(spans, rendered, strict=True):
+            t1 = time.perf_counter()
+            db[a:stop] = embedder(x)
+            t2 = time.perf_counter()
+            render_s, embed_s = render_s + render_cpu, embed_s + t2 - t1
+            labels[a:stop] = y
+            done = stop
+            db.flush()
+            np.save(folder / "db_labels.npy", labels)
+            status.update(
+                rows=done,
+                render_s=round(status.get("render_s", 0.0) + render_cpu, 1),
+                embed_s=round(status.get("embed_s", 0.0) + t2 - t1, 1),
+                wall_s=round(status.get("wall_s", 0.0) + t2 - last, 1),
+                workers=workers,
+                model=str(model_path.resolve()),
+                d=embedder.dim,
+                train_faces=[faces[i].path for i in train_ids],
+                test_faces=[faces[i].path for i in test_ids],
+            )
+            tmp = status_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(status, indent=1))
+            os.replace(tmp, status_path)
+            last, rate = t2, max(1, done - first)
+            elapsed = time.perf_counter() - started
+            log(
+                f"cjk corpus: {done:,}/{n:,} rows ({render_s:.0f} s render CPU in {workers} "
+                f"worker(s), {embed_s:.0f} s embed, {elapsed / rate * 1e3:.2f} ms/item wall)"
+            )
+            if time_budget_s is not None and elapsed > time_budget_s:
+                break
+    finally:
+        if pool is not None:
+            pool.terminate()
     return folder
 
 
 def load_corpus(cache: Path, queries: int, model_path: Path = DEFAULT_MODEL, seed: int = 0):
     """`(db memmap (rows, d), labels, queries, query labels, status)` of a built corpus."""
-    folder = cache / f"cjk_corpus_{Path(model_path).parent.name}_s{seed}_f{FORMAT}"
+    folder = corpus_folder(cache, model_path, seed)
     status = json.loads((folder / "status.json").read_text())
     rows = int(status["rows"])
     db = np.load(folder / "db.npy", mmap_mode="r")[:rows]
@@ -249,11 +312,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--time-budget", type=float, default=None, help="stop after ~this many s")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="render processes (default: one a core); the corpus does not depend on it",
+    )
     args = p.parse_args(argv)
     if args.n < 1 or args.queries < 1:
         p.error("--n and --queries must be >= 1")
+    if args.workers < 1:
+        p.error(f"--workers must be >= 1. Received: {args.workers}")
     folder = build_corpus(
-        args.n, args.queries, args.cache, args.model, args.seed, time_budget_s=args.time_budget
+        args.n,
+        args.queries,
+        args.cache,
+        args.model,
+        args.seed,
+        time_budget_s=args.time_budget,
+        workers=args.workers,
     )
     print(
         json.dumps(

@@ -114,6 +114,12 @@ def parse_args(argv):
         "--hnsw-max-n", type=int, default=1_000_000, help="skip full-d HNSW above this N"
     )
     p.add_argument("--cache", type=Path, default=common.DEFAULT_CACHE)
+    p.add_argument(
+        "--cjk-model",
+        type=Path,
+        default=None,
+        help="cjk-corpus: the embedding model (default: benchmarks.cjk_corpus.DEFAULT_MODEL)",
+    )
     p.add_argument("--results-dir", type=Path, default=None)
     p.add_argument("--no-results", action="store_true")
     p.add_argument("--quick", action="store_true", help="smoke: n=1500, d=32, one family member")
@@ -172,12 +178,16 @@ def datasets(args):
         from benchmarks import cjk_corpus
 
         total = args.queries + args.tune_queries
-        folder = cjk_corpus.build_corpus(args.n, total, args.cache)
-        db, labels, q, ql, status = cjk_corpus.load_corpus(args.cache, total)
+        model = args.cjk_model or cjk_corpus.DEFAULT_MODEL
+        folder = cjk_corpus.build_corpus(
+            args.n, total, args.cache, model, workers=os.cpu_count() or 1
+        )
+        db, labels, q, ql, status = cjk_corpus.load_corpus(args.cache, total, model)
         db = db[: args.n]
         labels = labels[: args.n]
+        d = db.shape[1]
         ds = rd.Dataset(
-            name=f"real MRL embeddings: CJK renders ({len(db):,} x {db.shape[1]}, 1,000 classes)",
+            name=f"real MRL embeddings: CJK renders, d {d} ({len(db):,} x {d}, 1,000 classes)",
             db=db,
             db_labels=labels,
             queries=q[: args.queries],
@@ -220,8 +230,8 @@ def make_contenders(method, ds, tune_q, args, work):
     if method == "exact":
         return [ct.Exact(ds.db, t)]
     if method == "scann":  # AH dims per block x leaf count (x leaves searched x reorder)
-        counts = sorted(
-            {max(1, min(n, round(nl * f))) for f in args.scann_leaf_factors}
+        counts = sorted(  # most leaves first: the best config at 200k (a partial run has it)
+            {max(1, min(n, round(nl * f))) for f in args.scann_leaf_factors}, reverse=True
         )
         return [peers.ScannFullAH(ds.db, t, c, work, b) for b in (2, 4) for c in counts]
     if method == "hnsw":
