@@ -33,6 +33,13 @@ def _parser() -> Parser:
         "--heldout-fraction", type=float, default=0.5, help="queries kept to check the choice"
     )
     parser.add_argument(
+        "--heldout-checks",
+        type=int,
+        default=16,
+        help="configs meeting the bound checked on the held-out queries, cheapest first; the "
+        "first reaching the target there is chosen (default 16)",
+    )
+    parser.add_argument(
         "--cost",
         choices=("cpu", "bytes"),
         default="cpu",
@@ -64,6 +71,8 @@ def _tune(argv: list[str]) -> int:
         raise CommandError(f"--sample must be >= 4, got {args.sample}")
     if args.k < 1 or args.repeats < 1:
         raise CommandError("--k and --repeats must be >= 1")
+    if args.heldout_checks < 1:
+        raise CommandError(f"--heldout-checks must be >= 1, got {args.heldout_checks}")
     queries = read_array(args.queries) if args.queries else None
     from mrl_keras.serving.retrieval.index import AdaptiveIndex
     from mrl_keras.serving.retrieval.tuned_index import publish_tuned
@@ -92,6 +101,7 @@ def _tune(argv: list[str]) -> int:
         k=args.k,
         confidence=args.confidence,
         heldout_fraction=args.heldout_fraction,
+        heldout_checks=args.heldout_checks,
         cost=args.cost,
         repeats=args.repeats,
         seed=args.seed,

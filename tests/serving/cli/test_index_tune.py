@@ -111,6 +111,7 @@ def test_tune_with_query_file_and_dry_run(built, capsys):
         (["tune", "{v1}", "--sample", "10", "--queries", "q.npy"], 2, "not allowed with"),
         (["tune", "{v1}", "--queries", "/nonexistent.npy"], 2, "file not found"),
         (["tune", "{v1}", "--add-shortlists", "x"], 2, "--add-shortlists expects"),
+        (["tune", "{v1}", "--heldout-checks", "0"], 2, "--heldout-checks must be >= 1"),
         (
             [
                 "tune",

@@ -35,12 +35,13 @@ def data(tmp_path_factory):
     return db, AdaptiveIndex.load(path), clustered(240, stream=2)
 
 
-def _brute_force(index, db, queries, target, k=10, confidence=0.95):
-    """Every config of GRID measured by hand; the cheapest (bytes) whose bound meets target."""
+def _brute_force(index, db, queries, target, k=10, confidence=0.95, heldout=None):
+    """Every config of GRID measured by hand; the cheapest (bytes) whose bound meets target
+    and, given `heldout` queries, whose recall on them reaches the target too."""
     retriever = AdaptiveRetriever(index)
     exact = numpy_topk(db, queries, k)
     z = statistics.NormalDist().inv_cdf(confidence)
-    best = None
+    feasible = []
     for size, leaves in itertools.product(GRID["shortlist_sizes"], GRID["leaves"]):
         stages = [{"rerank_dim": m} for m in GRID["rerank_dims"] if m > 8 or size == k]
         stages.append({"funnel": [[16, size // 2], [32, max(k, size // 4)], [64, k]]})
@@ -58,16 +59,24 @@ def _brute_force(index, db, queries, target, k=10, confidence=0.95):
             lcb = r.mean() - z * r.std(ddof=1) / math.sqrt(len(r))
             config = {"shortlist_dim": 8, "shortlist_size": size, "leaves_to_search": leaves, **st}
             cost = bytes_per_query(index, config)
-            if lcb >= target and (best is None or cost < best[0]):
-                best = (cost, config)
-    return best
+            if lcb >= target:
+                feasible.append((cost, -r.mean(), config))
+    for cost, _, config in sorted(feasible, key=lambda t: t[:2]):
+        if heldout is None:
+            return cost, config
+        res = retriever.search_embeddings(heldout, k, **config)
+        if numpy_recall(np.asarray(res.ids), numpy_topk(db, heldout, k)).mean() >= target:
+            return cost, config
+    return None
 
 
 @pytest.mark.parametrize("target", [0.8, 0.9, 0.95])
 def test_finds_the_brute_force_best_of_the_grid(data, target):
     db, index, queries = data
     result = tune_index(index, queries, target_recall=target, cost="bytes", grid=GRID)
-    expected = _brute_force(index, db, queries[result.tuning_rows], target)
+    expected = _brute_force(
+        index, db, queries[result.tuning_rows], target, heldout=queries[result.heldout_rows]
+    )
     assert expected is not None and result.chosen is not None
     assert result.chosen.config == expected[1]
     assert result.chosen.cost == pytest.approx(expected[0])
@@ -90,6 +99,62 @@ def test_heldout_recall_meets_the_target_and_defaults_serve_it(data, tmp_path):
     fresh = clustered(200, stream=3)
     res = AdaptiveRetriever(tuned).search_embeddings(fresh, 10)
     assert numpy_recall(np.asarray(res.ids), numpy_topk(db, fresh, 10)).mean() >= 0.95 - 0.02
+
+
+def test_a_choice_that_falls_short_on_heldout_queries_is_passed_over(data):
+    """The winner's curse: with few tuning queries the cheapest config meeting the bound can
+    miss the target on held-out queries; the tuner then takes the next, checked by hand."""
+    db, index, queries = data
+    rejected_somewhere = False
+    for seed in range(6):
+        result = tune_index(
+            index,
+            queries[:60],
+            target_recall=0.9,
+            cost="bytes",
+            grid=GRID,
+            seed=seed,
+            confidence=0.5,
+            heldout_fraction=0.5,
+        )
+        held = queries[:60][result.heldout_rows]
+        exact = numpy_topk(db, held, 10)
+        retriever = AdaptiveRetriever(index)
+        for point, recall in result.heldout_rejected:
+            assert point.recall_lcb >= 0.9 and recall < 0.9
+            res = retriever.search_embeddings(held, 10, **point.config)
+            assert numpy_recall(np.asarray(res.ids), exact).mean() == pytest.approx(recall)
+            assert point.cost <= result.chosen.cost if result.chosen else True
+        if result.chosen is not None:
+            res = retriever.search_embeddings(held, 10, **result.chosen.config)
+            assert numpy_recall(np.asarray(res.ids), exact).mean() >= 0.9
+            assert result.heldout_recall >= 0.9
+        rejected_somewhere |= bool(result.heldout_rejected)
+        if result.heldout_rejected:
+            assert "rejected on the held-out queries" in result.render()
+            assert result.tuning_record()["heldout_rejected"] == len(result.heldout_rejected)
+    assert rejected_somewhere  # the case this guards against happens on this data
+
+
+def test_no_config_passing_the_heldout_check_chooses_nothing(data):
+    _, index, queries = data
+    for seed in range(6):
+        result = tune_index(
+            index,
+            queries[:60],
+            target_recall=0.9,
+            cost="bytes",
+            grid=GRID,
+            seed=seed,
+            confidence=0.5,
+            heldout_checks=1,
+        )
+        if result.heldout_rejected:
+            assert result.chosen is None and len(result.heldout_rejected) == 1
+            with pytest.raises(ValueError, match="fell short on the held-out ones"):
+                result.search_defaults()
+            return
+    pytest.fail("no seed rejected its cheapest config on the held-out queries")
 
 
 def test_sampled_corpus_queries_exclude_themselves(data):
@@ -133,6 +198,7 @@ def test_recall_per_query_and_pareto_front_against_hand_made_values():
         ({"grid": {"sizes": [10]}}, ValueError, "Unknown grid keys"),
         ({"grid": {"rerank_dims": [128]}}, ValueError, "rerank_dims within"),
         ({"heldout_fraction": 0.999}, ValueError, "at least 2 tuning and 2 held-out"),
+        ({"heldout_checks": 0}, ValueError, "heldout_checks >= 1"),
         ({"sample": 10}, ValueError, "either queries or sample"),
     ],
 )
