@@ -126,8 +126,12 @@ def parse_args(argv):
     p.add_argument(
         "--finalize-partial",
         type=Path,
+        nargs="+",
         default=None,
-        help="save a run from a killed run's partial_rows.json (its contenders so far) and render",
+        metavar="PARTIAL_ROWS_JSON",
+        help="save a run from a killed run's partial_rows.json (its contenders so far) and "
+        "render; several files (one dataset, e.g. the rest of the contenders measured by a "
+        "second process after the first was killed) are merged into one run",
     )
     p.add_argument(
         "--render-only",
@@ -451,24 +455,58 @@ def run_dataset(ds, tune_q, args, argv, work):
     return run
 
 
-def finalize_partial(path: Path, results_dir: Path) -> None:
-    """A run from the rows a killed run saved (`partial_rows.json`), marked as partial."""
-    part = json.loads(path.read_text())
-    methods = sorted({r["method"] for r in part["rows"]})
+def finalize_partial(paths, results_dir: Path) -> None:
+    """A run from the rows killed runs saved (`partial_rows.json`), marked as partial.
+
+    Several files must be of one dataset (name, n and d): their rows are merged, and the run's
+    notes name the contenders each process measured.
+    """
+    paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+    parts = [json.loads(p.read_text()) for p in paths]
+    keys = {(p["dataset"], p.get("n"), p.get("d")) for p in parts}
+    if len(keys) != 1:
+        raise SystemExit(
+            f"error: --finalize-partial files are of different datasets: {sorted(map(str, keys))}"
+        )
+    part = parts[0]
+    rows = [r for p in parts for r in p["rows"]]
+    methods = sorted({r["method"] for r in rows})
+    if len(parts) == 1:
+        note = (
+            " **Partial run: stopped at the deadline after "
+            f"{len(methods)} contenders ({', '.join(methods)}); the others were not measured.**"
+        )
+    else:
+        each = "; ".join(
+            f"process {i + 1} ({time.strftime('%H:%M', time.gmtime(p.get('started', 0)))} UTC): "
+            + ", ".join(sorted({r["method"] for r in p["rows"]}))
+            for i, p in enumerate(parts)
+        )
+        note = (
+            f" **Measured by {len(parts)} processes one after another on the same machine "
+            f"(ratios across them compare contenders minutes apart, not in one process): {each}."
+            + " Contenders not listed were not measured.**"
+        )
     run = {
         "dataset": part["dataset"],
-        "notes": part.get("notes", "") + " **Partial run: stopped at the deadline after "
-        f"{len(methods)} contenders ({', '.join(methods)}); the others were not measured.**",
+        "notes": part.get("notes", "") + note,
         "n": part.get("n", 0),
         "d": part.get("d", 0),
-        "command": part.get("command", "?"),
+        "command": " ; ".join(p.get("command", "?") for p in parts),
         "date": common.utc_now(),
-        "wall_s": time.time() - part.get("started", time.time()),
+        # until each file was last written (after its last contender), summed over processes
+        "wall_s": round(
+            sum(
+                path.stat().st_mtime - p.get("started", path.stat().st_mtime)
+                for path, p in zip(paths, parts, strict=True)
+            ),
+            1,
+        ),
         "machine": common.machine(),
         "bandwidth_gbs": bandwidth_cpu_gbs(),
         "bandwidth_by_cpu": True,
-        "rows": part["rows"],
-        "skipped": part.get("skipped", []),
+        "rows": rows,
+        "skipped": [x for p in parts for x in p.get("skipped", [])],
     }
     run["summary"] = summarize(run["rows"], run["bandwidth_gbs"])
     slug = "".join(ch if ch.isalnum() else "-" for ch in run["dataset"].split("(")[0]).strip("-")

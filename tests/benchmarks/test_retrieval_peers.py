@@ -124,3 +124,40 @@ def test_bad_flags_exit_2(argv, match, capsys):
     with pytest.raises(SystemExit) as e:
         retrieval_peers.parse_args(argv)
     assert e.value.code == 2 and match in capsys.readouterr().err
+
+
+def test_rows_of_two_processes_merge_into_one_run(tmp_path, monkeypatch):
+    """A run killed part-way (e.g. by the OOM killer) and a second process measuring the rest:
+    `--finalize-partial A B` saves one run of both processes' rows, saying who measured what."""
+    from pathlib import Path
+
+    src = Path(retrieval_peers.__file__).parent / "results"
+    run = json.loads(next(src.glob("peers_family-*_20000.json")).read_text())
+    first = [r for r in run["rows"] if retrieval_peers.family_of(r["method"]) in ("ar", "exact")]
+    rest = [r for r in run["rows"] if r not in first]
+    assert first and rest
+    paths = []
+    for i, rows in enumerate((first, rest)):
+        part = {k: run[k] for k in ("dataset", "notes", "n", "d", "command")}
+        part.update(rows=rows, skipped=[], started=1_796_000_000 + 3600 * i)
+        paths.append(tmp_path / f"partial_{i}.json")
+        paths[-1].write_text(json.dumps(part))
+    monkeypatch.setattr(retrieval_peers, "bandwidth_cpu_gbs", lambda: 10.0)
+    assert (
+        retrieval_peers.main(
+            ["--finalize-partial", *map(str, paths), "--results-dir", str(tmp_path)]
+        )
+        == 0
+    )
+    (saved,) = (tmp_path / "results").glob("peers_*.json")
+    merged = json.loads(saved.read_text())
+    assert len(merged["rows"]) == len(run["rows"])
+    assert "Measured by 2 processes" in merged["notes"] and "process 2 (" in merged["notes"]
+    expected = retrieval_peers.summarize(run["rows"], 10.0)
+    for got, want in zip(merged["summary"], expected, strict=True):
+        assert got.get("ratios") == pytest.approx(want.get("ratios"))
+    other = json.loads(paths[1].read_text())
+    other["dataset"] = "something else (1 x 1)"
+    paths[1].write_text(json.dumps(other))
+    with pytest.raises(SystemExit, match="different datasets"):
+        retrieval_peers.finalize_partial(paths, tmp_path)
