@@ -402,6 +402,32 @@ def render(run) -> str:
     return "\n".join(lines)
 
 
+def release_memory(when: str = "") -> float:
+    """Collects garbage and hands the freed heap back to the OS (glibc `malloc_trim`); returns
+    and logs the resident set in GB.
+
+    A closed contender's index is freed, but glibc keeps the pages in its arenas: at 1M x 2048
+    the process grew to ~14 GB between contenders (AR, then six ScaNN builds) and the OOM
+    killer took it in the next 8 GB FAISS HNSW build (2026-12-04).
+    """
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+    rss = 0.0
+    try:
+        with open("/proc/self/status") as f:
+            rss = next(int(x.split()[1]) for x in f if x.startswith("VmRSS:")) / 2**20
+    except (OSError, StopIteration):
+        return rss
+    common.log(f"  resident {rss:.1f} GB {when}".rstrip())
+    return rss
+
+
 def run_dataset(ds, tune_q, args, argv, work):
     from benchmarks.retrieval import run_contender
 
@@ -421,6 +447,7 @@ def run_dataset(ds, tune_q, args, argv, work):
                 rows.extend(run_contender(c, ds, args))
             except ImportError as e:
                 skipped.append(f"{c.name}: {e}")
+            release_memory(f"after {c.name}")
             # what was measured so far survives a later contender's death (memory, time)
             common.save_json(
                 work / "partial_rows.json",

@@ -161,3 +161,11 @@ def test_rows_of_two_processes_merge_into_one_run(tmp_path, monkeypatch):
     paths[1].write_text(json.dumps(other))
     with pytest.raises(SystemExit, match="different datasets"):
         retrieval_peers.finalize_partial(paths, tmp_path)
+
+
+def test_release_memory_reports_the_resident_set():
+    big = np.ones((64, 2**20 // 8))  # 64 MB, freed below
+    before = retrieval_peers.release_memory()
+    del big
+    after = retrieval_peers.release_memory("after freeing 64 MB")
+    assert 0 < after < before
