@@ -244,8 +244,9 @@ def make_contenders(method, ds, tune_q, args, work):
         return [peers.TruncateScann(ds.db, t, nl, work, m) for m in trunc]
     if method == "trunc-hnsw":
         return [peers.TruncateHnsw(ds.db, t, m) for m in trunc]
-    if method == "ivfpq":
-        return [peers.IvfPqRefine(ds.db, t)]
+    if method == "ivfpq":  # the default PQ and, at large d, a finer one
+        fine = peers.fine_pq_subquantizers(d)
+        return [peers.IvfPqRefine(ds.db, t)] + ([peers.IvfPqRefine(ds.db, t, fine)] if fine else [])
     made = []
     for spec in args.ar_dims.split(","):  # "32": one index; "32+128": one index, two shortlists
         dims = [int(m) for m in spec.split("+") if 0 < int(m) < d]

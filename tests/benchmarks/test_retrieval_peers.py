@@ -169,3 +169,14 @@ def test_release_memory_reports_the_resident_set():
     del big
     after = retrieval_peers.release_memory("after freeing 64 MB")
     assert 0 < after < before
+
+
+def test_ivfpq_peer_gets_a_finer_pq_at_large_d():
+    assert peers.default_pq_subquantizers(2048) == 64 and peers.fine_pq_subquantizers(2048) == 256
+    assert peers.fine_pq_subquantizers(1024) == 128
+    assert peers.fine_pq_subquantizers(512) is None  # 64 of 8 dims is already the finer one
+    assert peers.fine_pq_subquantizers(32) is None
+    db = np.zeros((10, 2048), np.float32)
+    assert peers.IvfPqRefine(db, 1, 256).name.endswith(", PQ256")
+    with pytest.raises(ValueError, match="msub dividing d=2048"):
+        peers.IvfPqRefine(db, 1, 300)
