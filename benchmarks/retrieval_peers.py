@@ -419,13 +419,22 @@ def release_memory(when: str = "") -> float:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc
         pass
-    rss = 0.0
+    fields = {}
     try:
         with open("/proc/self/status") as f:
-            rss = next(int(x.split()[1]) for x in f if x.startswith("VmRSS:")) / 2**20
-    except (OSError, StopIteration):
-        return rss
-    common.log(f"  resident {rss:.1f} GB {when}".rstrip())
+            fields = {
+                k: int(v.split()[0]) / 2**20
+                for k, v in (line.split(":", 1) for line in f if ":" in line)
+                if k in ("VmRSS", "RssAnon", "RssFile")
+            }
+    except (OSError, ValueError):
+        return 0.0
+    rss = fields.get("VmRSS", 0.0)
+    common.log(
+        f"  resident {rss:.1f} GB (anonymous {fields.get('RssAnon', float('nan')):.1f}, "
+        f"file-backed {fields.get('RssFile', float('nan')):.1f}, e.g. a memory-mapped corpus) "
+        f"{when}".rstrip()
+    )
     return rss
 
 
