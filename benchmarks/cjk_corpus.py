@@ -250,8 +250,8 @@ def build_corpus(
             workers, _worker_init, (fonts, seed, embedder.image_size)
         )
         rendered = pool.imap(_worker_render, spans)
-    else:
-        _worker_init(fonts, seed, embedder.image_size)
+    else:  # this process renders, with the renderer (and its font cache) built above
+        _WORKER.update(renderer=renderer, chars=chars, ids=train_ids, seed=seed)
         rendered = map(_worker_render, spans)
     last = started
     try:

@@ -498,7 +498,7 @@ def finalize_partial(paths, results_dir: Path) -> None:
     Several files must be of one dataset (name, n and d): their rows are merged, and the run's
     notes name the contenders each process measured.
     """
-    paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+    paths = [Path(p) for p in paths]
     parts = [json.loads(p.read_text()) for p in paths]
     keys = {(p["dataset"], p.get("n"), p.get("d")) for p in parts}
     if len(keys) != 1:
