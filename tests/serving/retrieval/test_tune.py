@@ -101,13 +101,11 @@ def test_heldout_recall_meets_the_target_and_defaults_serve_it(data, tmp_path):
     assert numpy_recall(np.asarray(res.ids), numpy_topk(db, fresh, 10)).mean() >= 0.95 - 0.02
 
 
-def test_a_choice_that_falls_short_on_heldout_queries_is_passed_over(data):
-    """The winner's curse: with few tuning queries the cheapest config meeting the bound can
-    miss the target on held-out queries; the tuner then takes the next, checked by hand."""
-    db, index, queries = data
-    rejected_somewhere = False
+def _few_query_tunes(index, queries, **kwargs):
+    """Tunings on 60 queries with a loose bound (confidence 0.5), one a seed (held-out split):
+    where the cheapest config meeting the bound can miss the target on the held-out half."""
     for seed in range(6):
-        result = tune_index(
+        yield tune_index(
             index,
             queries[:60],
             target_recall=0.9,
@@ -115,8 +113,16 @@ def test_a_choice_that_falls_short_on_heldout_queries_is_passed_over(data):
             grid=GRID,
             seed=seed,
             confidence=0.5,
-            heldout_fraction=0.5,
+            **kwargs,
         )
+
+
+def test_a_choice_that_falls_short_on_heldout_queries_is_passed_over(data):
+    """The winner's curse: with few tuning queries the cheapest config meeting the bound can
+    miss the target on held-out queries; the tuner then takes the next, checked by hand."""
+    db, index, queries = data
+    rejected_somewhere = False
+    for result in _few_query_tunes(index, queries):
         held = queries[:60][result.heldout_rows]
         exact = numpy_topk(db, held, 10)
         retriever = AdaptiveRetriever(index)
@@ -138,17 +144,7 @@ def test_a_choice_that_falls_short_on_heldout_queries_is_passed_over(data):
 
 def test_no_config_passing_the_heldout_check_chooses_nothing(data):
     _, index, queries = data
-    for seed in range(6):
-        result = tune_index(
-            index,
-            queries[:60],
-            target_recall=0.9,
-            cost="bytes",
-            grid=GRID,
-            seed=seed,
-            confidence=0.5,
-            heldout_checks=1,
-        )
+    for result in _few_query_tunes(index, queries, heldout_checks=1):
         if result.heldout_rejected:
             assert result.chosen is None and len(result.heldout_rejected) == 1
             with pytest.raises(ValueError, match="fell short on the held-out ones"):
