@@ -51,12 +51,33 @@ def load_kernel_at(rev: str):
     return module
 
 
-def measure(kernels: dict, n: int, d: int, rounds: int) -> dict[str, dict[str, float]]:
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((n, d), dtype=np.float32)
+def generated_store(n: int, d: int) -> np.ndarray:
+    """`(n, d)` bfloat16 bits of random unit rows, in anonymous memory."""
+    x = np.random.default_rng(0).standard_normal((n, d), dtype=np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    store = to_bfloat16_bits(x)
-    del x
+    return to_bfloat16_bits(x)
+
+
+def index_store(path: Path) -> np.ndarray:
+    """The rerank store of the index at `path`, memory-mapped (bfloat16 stores only)."""
+    from mrl_keras.serving import AdaptiveIndex
+
+    try:
+        index = AdaptiveIndex.load(path, verify=False)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"--index {path}: {e}") from None
+    store = np.asarray(index.store)
+    if store.dtype != np.uint16:
+        raise SystemExit(
+            f"--index {path}: its store is {index.manifest.get('store_dtype', store.dtype)}; "
+            "this benchmark compares bfloat16 kernels"
+        )
+    return store
+
+
+def measure(kernels: dict, store: np.ndarray, rounds: int) -> dict[str, dict[str, float]]:
+    n, d = store.shape
+    rng = np.random.default_rng(0)
     q = rng.standard_normal((1000, d), dtype=np.float32)
     rows = rng.integers(0, n, (1000, 100))
     valid, norms = np.ones(rows.shape, bool), np.ones((n, 1), np.float32)
@@ -87,22 +108,28 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=1_000_000)
     p.add_argument("--d", type=int, default=512)
     p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--index", type=Path, default=None, help="score this index's store instead")
     args = p.parse_args(argv)
     if args.n < 200 or args.d < 2 or args.rounds < 1:
         p.error("--n must be >= 200, --d >= 2 and --rounds >= 1")
     if not rerank_kernel.available(np.uint16):
         p.error("the compiled kernel is not available here (no C compiler)")
     kernels = {args.against: load_kernel_at(args.against), "this checkout": rerank_kernel}
-    res = measure(kernels, args.n, args.d, args.rounds)
+    if args.index is not None:
+        store = index_store(args.index)
+        where = f"memory-mapped from {args.index}"
+    else:
+        store = generated_store(args.n, args.d)
+        where = "generated, in anonymous memory"
+    n, d = store.shape
+    res = measure(kernels, store, args.rounds)
     base = res[args.against]
-    print(
-        f"bfloat16 store {args.n:,} x {args.d} ({args.d * 2} bytes a row), median of {args.rounds}"
-    )
+    print(f"bfloat16 store {n:,} x {d} ({d * 2} bytes a row, {where}), median of {args.rounds}")
     print("| kernel | gather_dot ns/row | GB/s | rerank ns/row | vs earlier (rerank) |")
     print("|---|---|---|---|---|")
     for name, r in res.items():
         print(
-            f"| {name} | {r['kernel']:.0f} | {args.d * 2 / r['kernel']:.1f} | {r['rerank']:.0f} | "
+            f"| {name} | {r['kernel']:.0f} | {d * 2 / r['kernel']:.1f} | {r['rerank']:.0f} | "
             f"{base['rerank'] / r['rerank']:.2f}x |"
         )
     return 0

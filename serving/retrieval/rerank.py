@@ -140,7 +140,9 @@ class PrefixReranker:
         queries = np.asarray(queries, dtype=np.float32)
         n = rows.shape[0]
         batch = np.arange(n)[:, None]
-        q_sumsq = np.cumsum(np.square(queries[:, : stages[-1][0]]), axis=1)
+        # ||q[:dim]||^2 grows stage by stage (a cumsum over every column cost ~5 us a query at
+        # d = 2048, a tenth of a 50-row rerank)
+        q_sumsq = np.zeros(n, dtype=np.float32)
         need_sumsq = any(dim not in self.norm_column for dim, _ in stages)
         all_valid = bool(valid.all())
         dots = np.zeros(rows.shape, dtype=np.float32)
@@ -149,13 +151,15 @@ class PrefixReranker:
         scores = None
         for j, (dim, size) in enumerate(stages):
             part, part_sq = self._gather_dot(rows, queries, done, dim, need_sumsq)
+            q_part = queries[:, done:dim]
+            q_sumsq += np.einsum("ij,ij->i", q_part, q_part)
             dots += part
             if need_sumsq:
                 z_sumsq += part_sq
             done = dim
             column = self.norm_column.get(dim)
             z_norm = self.prefix_norms[rows, column] if column is not None else np.sqrt(z_sumsq)
-            q_norm = np.sqrt(q_sumsq[:, dim - 1])[:, None]
+            q_norm = np.sqrt(q_sumsq)[:, None]
             scores = dots / np.maximum(q_norm * z_norm, 1e-12)
             if not all_valid:
                 scores[~valid] = -np.inf

@@ -3,8 +3,10 @@
 NumPy's gather (`np.take` of candidate rows) copies one random row at a time: each row is a
 DRAM miss (~100-250 ns here) that the next row's copy does not overlap. The kernel walks the
 flat candidate list of a whole batch of queries and, while it scores candidate `t`, prefetches
-every cache line of candidate `t + far`'s slice into L2 (far ~ 12 KB of rows ahead, 6-24
-candidates) and of candidate `t + 2` into L1, so many misses are in flight; it widens bfloat16
+the first 256 bytes of candidate `t + far`'s slice into L2 (far ~ 64 KB of rows ahead, 6-64
+candidates: the L2 streamer then fetches the rest of the row without holding the L1 fill
+buffers) and every line of candidate `t + 1` into L1, so many misses are in flight (1.5x fewer
+ns a 4 KB row than prefetching every line ~12 KB ahead: benchmarks/RESULTS.md); it widens bfloat16
 (a shift) and int8 (a convert) in registers and accumulates the dot product (and the squared
 norm when asked) without writing the gathered rows anywhere.
 
@@ -32,19 +34,22 @@ __all__ = ["available", "gather_dot"]
 _SOURCE = r"""
 #include <stdint.h>
 #include <string.h>
-#define NEAR 2
+#define NEAR 1
 #define BLOCK 4
+#define FAR_BYTES 65536
+#define FAR_LINES_BYTES 256
 
 static inline float bf16(uint16_t u) { uint32_t w = ((uint32_t)u) << 16; float f; memcpy(&f, &w, 4); return f; }
 
-/* Two prefetch distances: every cache line of candidate t + far goes to L2 (prefetcht2: more
-   misses in flight than the L1 fill buffers allow), candidate t + NEAR is pulled into L1
-   (prefetcht0). far is ~12 KB of rows ahead (6..24 candidates). Candidates are scored a block
-   of BLOCK at a time after the block's prefetches are issued. */
-#define PREFETCH(T, tt, HINT)                                                              \
+/* Two prefetch distances: the first FAR_LINES_BYTES of candidate t + far go to L2 (prefetcht2;
+   the L2 streamer follows the row from there, so a wide row does not hold the L1 fill buffers
+   with one prefetch per line), and every line of candidate t + NEAR is pulled into L1
+   (prefetcht0). far is ~FAR_BYTES of rows ahead (6..64 candidates). Candidates are scored a
+   block of BLOCK at a time after the block's prefetches are issued. */
+#define PREFETCH(T, tt, HINT, LIMIT)                                                       \
     do {                                                                                   \
         const char* p = (const char*)(store + rows[tt] * stride + start);                  \
-        for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(p + b, 0, HINT);        \
+        for (int64_t b = 0; b < (LIMIT); b += 64) __builtin_prefetch(p + b, 0, HINT);      \
     } while (0)
 
 #define KERNEL(NAME, T, LOAD)                                                              \
@@ -52,14 +57,15 @@ void NAME(const T* store, int64_t stride, const int64_t* rows, int64_t n, int64_
           const float* q, int64_t qstride, int64_t start, int64_t width,                    \
           const float* scales, float* dots, float* sumsq) {                                 \
     int64_t total = n * k, bytes = width * (int64_t)sizeof(T);                              \
-    int64_t far = bytes > 0 ? 12288 / bytes : 24;                                           \
+    int64_t far = bytes > 0 ? FAR_BYTES / bytes : 64;                                       \
+    int64_t head = bytes < FAR_LINES_BYTES ? bytes : FAR_LINES_BYTES;                       \
     if (far < 6) far = 6;                                                                   \
-    if (far > 24) far = 24;                                                                 \
-    for (int64_t t = 0; t < total && t < far; t++) PREFETCH(T, t, 1);                       \
+    if (far > 64) far = 64;                                                                 \
+    for (int64_t t = 0; t < total && t < far; t++) PREFETCH(T, t, 1, head);                 \
     for (int64_t t0 = 0; t0 < total; t0 += BLOCK) {                                         \
         for (int64_t t = t0; t < t0 + BLOCK; t++) {                                         \
-            if (t + far < total) PREFETCH(T, t + far, 1);                                   \
-            if (t + NEAR < total) PREFETCH(T, t + NEAR, 3);                                 \
+            if (t + far < total) PREFETCH(T, t + far, 1, head);                             \
+            if (t + NEAR < total) PREFETCH(T, t + NEAR, 3, bytes);                          \
         }                                                                                   \
         for (int64_t t = t0; t < t0 + BLOCK && t < total; t++) {                            \
             const T* z = store + rows[t] * stride + start;                                  \
