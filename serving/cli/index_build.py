@@ -48,12 +48,17 @@ def _index_parser() -> Parser:
     source.add_argument("--images", help="folder of images (ids = relative paths)")
     source.add_argument("--embeddings", help=".npy or .npz of full embeddings (npz may hold ids)")
     source.add_argument(
-        "--embeddings-manifest", help="embeddings directory written by `mrl embed` (its manifest.json)"
+        "--embeddings-manifest",
+        help="embeddings directory written by `mrl embed` (its manifest.json)",
     )
     build.add_argument(
-        "--shards", type=int, help="with --embeddings-manifest: a sharded index of S shards, built in parallel"
+        "--shards",
+        type=int,
+        help="with --embeddings-manifest: a sharded index of S shards, built in parallel",
     )
-    build.add_argument("--processes", type=int, help="index shards built at a time (default: --shards)")
+    build.add_argument(
+        "--processes", type=int, help="index shards built at a time (default: --shards)"
+    )
     build.add_argument("--split", default="test", help="dataset split (default: test)")
     build.add_argument("--data-dir", help="where the dataset's files are")
     build.add_argument("--limit", type=int, help="index only the first N items")

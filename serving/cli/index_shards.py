@@ -27,7 +27,9 @@ def build_from_embeddings_manifest(args) -> int:
         raise CommandError(f"--processes must be >= 1, got {args.processes}")
     for flag in ("limit", "ids", "data_dir"):
         if getattr(args, flag, None):
-            raise CommandError(f"--{flag.replace('_', '-')} does not apply to --embeddings-manifest")
+            raise CommandError(
+                f"--{flag.replace('_', '-')} does not apply to --embeddings-manifest"
+            )
     manifest = read_embeddings_manifest(
         args.embeddings_manifest, model_version=args.model_version, verify=args.shards is None
     )

@@ -19,9 +19,13 @@ def _parser() -> Parser:
     parser.add_argument("--shards", required=True, help="comma-separated shard service URLs")
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--timeout", type=float, default=5.0, help="default per-request deadline (s)")
+    parser.add_argument(
+        "--timeout", type=float, default=5.0, help="default per-request deadline (s)"
+    )
     parser.add_argument("--max-body-bytes", type=int, default=32 << 20)
-    parser.add_argument("--auth-token-file", help="bearer token required on /v1 and sent to the shards")
+    parser.add_argument(
+        "--auth-token-file", help="bearer token required on /v1 and sent to the shards"
+    )
     parser.add_argument("--log-level", default="info")
     return parser
 
@@ -68,13 +72,19 @@ def _local_parser() -> Parser:
         "on its own thread, results merged exactly (POST /v1/search; GET /healthz, /readyz).",
     )
     add_backend_flags(parser)
-    parser.add_argument("--index", required=True, help="sharded index (or a versioned base path of them)")
+    parser.add_argument(
+        "--index", required=True, help="sharded index (or a versioned base path of them)"
+    )
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--max-body-bytes", type=int, default=32 << 20)
     parser.add_argument("--max-request-batch", type=int, default=1024)
-    parser.add_argument("--verify", choices=("fast", "full", "none"), default="fast",
-                        help="load-time checks (fast: sizes and manifests, chunk hashes in the background)")
+    parser.add_argument(
+        "--verify",
+        choices=("fast", "full", "none"),
+        default="fast",
+        help="load-time checks (fast: sizes and manifests, chunk hashes in the background)",
+    )
     parser.add_argument("--log-level", default="info")
     return parser
 
@@ -98,7 +108,9 @@ def _serve_local(argv: list[str]) -> int:
 
         index.verify_in_background(on_error)
     retriever = ShardedRetriever(index, backend)
-    app = create_sharded_app(retriever, max_body_bytes=args.max_body_bytes, max_batch=args.max_request_batch)
+    app = create_sharded_app(
+        retriever, max_body_bytes=args.max_body_bytes, max_batch=args.max_request_batch
+    )
     what = f"sharded index {index.index_version} ({index.count} items in {len(index.shards)} shards, one process)"
     serve_on_socket(app, sock, args, what, (retriever.close, backend.close))
     return 0

@@ -56,7 +56,10 @@ def write_chunk_checksums(index_dir: str | Path, chunk_bytes: int = CHUNK_BYTES)
     manifest_raw = (root / MANIFEST_NAME).read_bytes()
     manifest = read_manifest(root)
     files = {
-        name: {"size": (root / name).stat().st_size, "chunks": _chunk_hashes(root / name, chunk_bytes)}
+        name: {
+            "size": (root / name).stat().st_size,
+            "chunks": _chunk_hashes(root / name, chunk_bytes),
+        }
         for name in sorted(manifest["files"])
     }
     chunks = {
@@ -82,7 +85,9 @@ def _read_chunks(root: Path) -> dict[str, Any]:
         raise IndexIntegrityError(f"{path}: its checksum does not match its content.")
     manifest_sha = hashlib.sha256((root / MANIFEST_NAME).read_bytes()).hexdigest()
     if chunks.get("index_manifest_sha256") != manifest_sha:
-        raise IndexIntegrityError(f"{path}: written for another manifest.json than the one beside it.")
+        raise IndexIntegrityError(
+            f"{path}: written for another manifest.json than the one beside it."
+        )
     return chunks
 
 
@@ -98,7 +103,9 @@ def check_sizes(index_dir: str | Path) -> dict[str, Any]:
         size = path.stat().st_size
         want = chunks["files"].get(name, {}).get("size")
         if size != want:
-            raise IndexIntegrityError(f"{path}: {size} bytes, expected {want} (truncated or replaced).")
+            raise IndexIntegrityError(
+                f"{path}: {size} bytes, expected {want} (truncated or replaced)."
+            )
     return manifest
 
 

@@ -188,14 +188,18 @@ def read_embeddings_manifest(
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise EmbeddingShardError(f"{path}: not valid JSON ({e}).") from e
     if not isinstance(manifest, dict) or manifest.get("format") != EMBEDDINGS_FORMAT:
-        raise EmbeddingShardError(f"{path}: not an embeddings manifest (format != {EMBEDDINGS_FORMAT!r}).")
+        raise EmbeddingShardError(
+            f"{path}: not an embeddings manifest (format != {EMBEDDINGS_FORMAT!r})."
+        )
     if manifest.get("format_version") != FORMAT_VERSION:
         raise EmbeddingShardError(
             f"{path}: unsupported format_version {manifest.get('format_version')!r} "
             f"(this mrl-keras reads {FORMAT_VERSION})."
         )
     if "manifest_sha256" not in manifest or seal_manifest(manifest) != raw:
-        raise EmbeddingShardError(f"{path}: its checksum does not match its content (edited or corrupted).")
+        raise EmbeddingShardError(
+            f"{path}: its checksum does not match its content (edited or corrupted)."
+        )
     built = manifest.get("model_version")
     if model_version is not None and built is not None and int(built) != int(model_version):
         raise EmbeddingShardError(
@@ -229,7 +233,9 @@ def read_embeddings_manifest(
         if verify:
             for name, expected in entry["sha256"].items():
                 if sha256_file(root / name) != expected:
-                    raise EmbeddingShardError(f"{root / name}: checksum mismatch (corrupted or replaced).")
+                    raise EmbeddingShardError(
+                        f"{root / name}: checksum mismatch (corrupted or replaced)."
+                    )
             for i in np.asarray(ids).tolist():
                 other = seen.setdefault(i, ids_file.name)
                 if other != ids_file.name:
@@ -250,4 +256,3 @@ def iter_shards(
         if manifest["dtype"] == "bfloat16":
             emb = from_bfloat16_bits(emb)
         yield ids, np.asarray(emb, dtype=np.float32)
-

@@ -85,7 +85,9 @@ def _build_one(task: dict[str, Any]) -> dict[str, Any]:
     from mrl_keras.serving.retrieval.embedding_shards import iter_shards
     from mrl_keras.serving.retrieval.index import build_index
 
-    parts = list(iter_shards(task["embeddings_dir"], {"shards": task["entries"], "dtype": task["dtype"]}))
+    parts = list(
+        iter_shards(task["embeddings_dir"], {"shards": task["entries"], "dtype": task["dtype"]})
+    )
     ids = np.concatenate([p[0] for p in parts])
     embeddings = np.concatenate([p[1] for p in parts])
     del parts
@@ -181,7 +183,9 @@ def build_sharded_index(
         if workers == 1:
             summaries = [_build_one(t) for t in tasks]
         else:
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            with ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("spawn")
+            ) as pool:
                 summaries = list(pool.map(_build_one, tasks))
         content = hashlib.sha256(
             json.dumps([s["index_version"] for s in summaries]).encode()
@@ -322,7 +326,9 @@ class ShardedIndex:
         return start_background_verify([s.path for s in self.shards], on_error)
 
 
-def merge_topk(ids: list[np.ndarray], scores: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+def merge_topk(
+    ids: list[np.ndarray], scores: list[np.ndarray], k: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact merge of per-shard top-k lists: `(n, k_i)` ids and scores per shard -> `(n, k)`,
     ordered by score descending then id ascending; unfilled slots (score -inf) go last."""
     all_ids = np.concatenate(ids, axis=1)
@@ -356,7 +362,9 @@ class ShardedRetriever:
     def close(self) -> None:
         self._pool.shutdown(wait=False)
 
-    def _shard_search(self, retriever, embeddings, k, exact, shortlist_size, rerank_dim, funnel, leaves):
+    def _shard_search(
+        self, retriever, embeddings, k, exact, shortlist_size, rerank_dim, funnel, leaves
+    ):
         shard = retriever.index
         kk = min(k, shard.count)
         if exact:
@@ -386,22 +394,35 @@ class ShardedRetriever:
         from mrl_keras.serving.retrieval.retriever import SearchResult
 
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= self.index.count:
-            raise ValueError(f"Expected 1 <= k <= {self.index.count} (the corpus size). Received: k={k!r}")
+            raise ValueError(
+                f"Expected 1 <= k <= {self.index.count} (the corpus size). Received: k={k!r}"
+            )
         futures = [
             self._pool.submit(
-                self._shard_search, r, embeddings, k, exact, shortlist_size, rerank_dim, funnel,
+                self._shard_search,
+                r,
+                embeddings,
+                k,
+                exact,
+                shortlist_size,
+                rerank_dim,
+                funnel,
                 leaves_to_search,
             )
             for r in self.retrievers
         ]
         parts = [f.result() for f in futures]
         ids, scores = merge_topk([p[0] for p in parts], [p[1] for p in parts], k)
-        return SearchResult(ids=ids, scores=scores, model_version=None, index_version=self.index.index_version)
+        return SearchResult(
+            ids=ids, scores=scores, model_version=None, index_version=self.index.index_version
+        )
 
     def search(self, inputs: Any, k: int = 10, **kwargs: Any):
         """Embeds `inputs` once (at `D_r`) with the backend, then `search_embeddings`."""
         if self.backend is None:
-            raise ValueError("This retriever has no backend: use search_embeddings, or pass a backend.")
+            raise ValueError(
+                "This retriever has no backend: use search_embeddings, or pass a backend."
+            )
         result = self.backend.embed(inputs, self.index.rerank_dim)
         check_model_version(self.index.manifest, getattr(result, "served_version", None))
         return self.search_embeddings(result.embeddings, k, **kwargs)

@@ -44,10 +44,17 @@ class FrontError(Exception):
 
 
 class FrontConfig:
-    def __init__(self, timeout: float = 5.0, max_timeout: float = 60.0, max_body_bytes: int = 32 << 20,
-                 auth_token: str | None = None):
+    def __init__(
+        self,
+        timeout: float = 5.0,
+        max_timeout: float = 60.0,
+        max_body_bytes: int = 32 << 20,
+        auth_token: str | None = None,
+    ):
         if not timeout > 0 or not max_timeout >= timeout:
-            raise ValueError(f"Expected 0 < timeout <= max_timeout. Received {timeout}, {max_timeout}")
+            raise ValueError(
+                f"Expected 0 < timeout <= max_timeout. Received {timeout}, {max_timeout}"
+            )
         self.timeout, self.max_timeout = float(timeout), float(max_timeout)
         self.max_body_bytes, self.auth_token = int(max_body_bytes), auth_token
 
@@ -61,7 +68,9 @@ class ShardedFront:
             raise ValueError("Expected at least one shard URL (--shards URL,URL,...).")
         bad = [u for u in urls if not u.startswith(("http://", "https://"))]
         if bad:
-            raise ValueError(f"Expected shard URLs starting with http:// or https://. Received {bad[0]!r}")
+            raise ValueError(
+                f"Expected shard URLs starting with http:// or https://. Received {bad[0]!r}"
+            )
         if len(set(urls)) != len(urls):
             raise ValueError("Expected distinct shard URLs (one per shard).")
         self.urls, self.config = urls, config or FrontConfig()
@@ -89,7 +98,9 @@ class ShardedFront:
         except (requests.RequestException, ValueError) as e:
             raise ShardUnavailable(i, url, f"{type(e).__name__}: {e}") from e
         if r.status_code != 200 or "index_count" not in details:
-            raise ShardUnavailable(i, url, details.get("error") or f"/readyz answered {r.status_code}")
+            raise ShardUnavailable(
+                i, url, details.get("error") or f"/readyz answered {r.status_code}"
+            )
         with self._lock:
             self._counts[url] = int(details["index_count"])
         return self._counts[url]
@@ -129,15 +140,25 @@ class ShardedFront:
         body = dict(body)
         allow_partial = body.pop("allow_partial", False)
         if not isinstance(allow_partial, bool):
-            raise FrontError(400, f"Expected allow_partial to be true or false. Received {allow_partial!r}")
+            raise FrontError(
+                400, f"Expected allow_partial to be true or false. Received {allow_partial!r}"
+            )
         k = body.get("k", 10)
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise FrontError(400, f"Expected an int k >= 1. Received {k!r}")
         timeout = body.pop("timeout", self.config.timeout)
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= self.config.max_timeout:
-            raise FrontError(400, f"Expected 0 < timeout <= {self.config.max_timeout:g}. Received {timeout!r}")
+        if (
+            not isinstance(timeout, (int, float))
+            or isinstance(timeout, bool)
+            or not 0 < timeout <= self.config.max_timeout
+        ):
+            raise FrontError(
+                400, f"Expected 0 < timeout <= {self.config.max_timeout:g}. Received {timeout!r}"
+            )
         deadline = time.monotonic() + float(timeout)
-        futures = [self._pool.submit(self._ask, i, body, k, deadline) for i in range(len(self.urls))]
+        futures = [
+            self._pool.submit(self._ask, i, body, k, deadline) for i in range(len(self.urls))
+        ]
         answers: list[dict[str, Any] | None] = []
         missing: list[dict[str, Any]] = []
         for i, f in enumerate(futures):
@@ -148,7 +169,9 @@ class ShardedFront:
                 missing.append({"shard": i, "url": e.url, "error": e.reason})
             except TimeoutError:
                 answers.append(None)
-                missing.append({"shard": i, "url": self.urls[i], "error": f"no answer within {timeout:g} s"})
+                missing.append(
+                    {"shard": i, "url": self.urls[i], "error": f"no answer within {timeout:g} s"}
+                )
         if missing and not allow_partial:
             first = missing[0]
             raise FrontError(
@@ -167,10 +190,14 @@ class ShardedFront:
             for a in got:
                 r = a["results"][q]
                 ids.append(np.asarray([r["ids"]]))
-                scores.append(np.asarray([[-math.inf if s is None else s for s in r["scores"]]], np.float32))
+                scores.append(
+                    np.asarray([[-math.inf if s is None else s for s in r["scores"]]], np.float32)
+                )
             kinds = {x.dtype.kind for x in ids if x.size}
             if len(kinds) > 1:
-                raise FrontError(503, "shards return ids of different types (int and str): not one sharded index")
+                raise FrontError(
+                    503, "shards return ids of different types (int and str): not one sharded index"
+                )
             ids = [x.astype(np.int64) if x.size == 0 and kinds == {"i"} else x for x in ids]
             merged_ids, merged_scores = merge_topk(ids, scores, k)
             results.append({"ids": merged_ids[0].tolist(), "scores": merged_scores[0].tolist()})
@@ -210,13 +237,18 @@ def create_front_app(front: ShardedFront):
             return JSONResponse({"error": "Missing or wrong bearer token."}, status_code=401)
         raw = await request.body()
         if len(raw) > front.config.max_body_bytes:
-            return JSONResponse({"error": f"Request body over {front.config.max_body_bytes} bytes."}, status_code=413)
+            return JSONResponse(
+                {"error": f"Request body over {front.config.max_body_bytes} bytes."},
+                status_code=413,
+            )
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as e:
             return JSONResponse({"error": f"Expected a JSON body: {e}"}, status_code=400)
         try:
-            return JSONResponse(await asyncio.get_running_loop().run_in_executor(None, front.search, body))
+            return JSONResponse(
+                await asyncio.get_running_loop().run_in_executor(None, front.search, body)
+            )
         except FrontError as e:
             return JSONResponse({"error": e.message}, status_code=e.status)
 

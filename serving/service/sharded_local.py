@@ -23,7 +23,17 @@ from mrl_keras.serving.service.json_error_app import json_error_app
 
 __all__ = ["create_sharded_app"]
 
-FIELDS = ("instances", "embeddings", "k", "shortlist_size", "rerank_dim", "funnel", "leaves_to_search", "exact", "timeout")
+FIELDS = (
+    "instances",
+    "embeddings",
+    "k",
+    "shortlist_size",
+    "rerank_dim",
+    "funnel",
+    "leaves_to_search",
+    "exact",
+    "timeout",
+)
 
 
 def _search(retriever, body: Any, max_batch: int) -> dict[str, Any]:
@@ -42,19 +52,25 @@ def _search(retriever, body: Any, max_batch: int) -> dict[str, Any]:
     }
     k = body.get("k", 10)
     if "embeddings" in body:
-        result = retriever.search_embeddings(schema.numeric_batch("embeddings", body["embeddings"], max_batch), k, **options)
+        result = retriever.search_embeddings(
+            schema.numeric_batch("embeddings", body["embeddings"], max_batch), k, **options
+        )
         model_version = None
     else:
         info = retriever.backend.info()
         x = schema.check_instances_shape(
-            schema.numeric_batch("instances", body["instances"], max_batch), info.input_shape, info.input_dtype
+            schema.numeric_batch("instances", body["instances"], max_batch),
+            info.input_shape,
+            info.input_dtype,
         )
         result = retriever.search(x, k, **options)
         model_version = info.version
     return {
         "results": [
             {"ids": i, "scores": s}
-            for i, s in zip(schema.json_ids(result.ids), schema.json_scores(result.scores), strict=True)
+            for i, s in zip(
+                schema.json_ids(result.ids), schema.json_scores(result.scores), strict=True
+            )
         ],
         "model_version": model_version,
         "index_version": retriever.index.index_version,
@@ -62,7 +78,9 @@ def _search(retriever, body: Any, max_batch: int) -> dict[str, Any]:
     }
 
 
-def create_sharded_app(retriever, *, max_body_bytes: int = 32 << 20, max_batch: int = 1024) -> FastAPI:
+def create_sharded_app(
+    retriever, *, max_body_bytes: int = 32 << 20, max_batch: int = 1024
+) -> FastAPI:
     """The FastAPI app over a `ShardedRetriever` (with a backend for `instances`)."""
     app = json_error_app("mrl sharded search (one process)")
 
@@ -70,28 +88,44 @@ def create_sharded_app(retriever, *, max_body_bytes: int = 32 << 20, max_batch: 
     async def search(request: Request):
         raw = await request.body()
         if len(raw) > max_body_bytes:
-            return JSONResponse({"error": f"Request body over {max_body_bytes} bytes."}, status_code=413)
+            return JSONResponse(
+                {"error": f"Request body over {max_body_bytes} bytes."}, status_code=413
+            )
         try:
             body = json.loads(raw)
-            out = await asyncio.get_running_loop().run_in_executor(None, _search, retriever, body, max_batch)
+            out = await asyncio.get_running_loop().run_in_executor(
+                None, _search, retriever, body, max_batch
+            )
             return JSONResponse(out)
         except schema.BatchTooLarge as e:
             return JSONResponse({"error": str(e)}, status_code=413)
         except BackendError as e:
-            return JSONResponse({"error": f"backend unavailable ({e.code}): {e.message}"}, status_code=503)
+            return JSONResponse(
+                {"error": f"backend unavailable ({e.code}): {e.message}"}, status_code=503
+            )
         except (ValueError, TypeError, UnicodeDecodeError) as e:
             return JSONResponse({"error": str(e)}, status_code=400)
 
     @app.get("/readyz")
     async def readyz():
         index = retriever.index
-        details = {"index_loaded": True, "index_version": index.index_version, "index_count": index.count,
-                   "shards": len(index.shards), "index_model_version": index.model_version}
+        details = {
+            "index_loaded": True,
+            "index_version": index.index_version,
+            "index_count": index.count,
+            "shards": len(index.shards),
+            "index_model_version": index.model_version,
+        }
         if retriever.backend is not None:
-            status = await asyncio.get_running_loop().run_in_executor(None, retriever.backend.status)
+            status = await asyncio.get_running_loop().run_in_executor(
+                None, retriever.backend.status
+            )
             details["backend_state"] = status.state
             if status.state != "AVAILABLE":
-                return JSONResponse(dict(details, ready=False, error=f"not ready: backend state is {status.state}"), status_code=503)
+                return JSONResponse(
+                    dict(details, ready=False, error=f"not ready: backend state is {status.state}"),
+                    status_code=503,
+                )
         return JSONResponse(dict(details, ready=True))
 
     return app
