@@ -320,6 +320,7 @@ class TunedAdaptive(_Base):
             shortlist_dim=config["shortlist_dim"],
             shortlist_size=config["shortlist_size"],
             leaves_to_search=config["leaves_to_search"],
+            shortlist_reorder=config.get("shortlist_reorder"),
             **stages,
         )
         return np.asarray(res.ids, np.int64)

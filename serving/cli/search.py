@@ -36,6 +36,13 @@ def _search(argv: list[str]) -> int:
         help="ScaNN leaves searched per query, 1..num_leaves (default: the index's "
         "num_leaves_to_search); fewer is faster, more gives better recall",
     )
+    parser.add_argument(
+        "--shortlist-reorder",
+        type=int,
+        help="candidates ScaNN re-scores exactly at D_s before keeping the shortlist, "
+        "shortlist size..corpus size (default: the index's tuned value, else "
+        "max(shortlist size, its reorder_num_neighbors)); fewer is faster",
+    )
     parser.add_argument("--allow-version-mismatch", action="store_true")
     args = parser.parse_args(argv)
     if bool(args.service) == bool(args.index):
@@ -46,6 +53,7 @@ def _search(argv: list[str]) -> int:
         "rerank_dim": args.rerank_dim,
         "funnel": parse_funnel_flag(args.funnel),
         "leaves_to_search": args.leaves_to_search,
+        "shortlist_reorder": args.shortlist_reorder,
     }
     options = {k: v for k, v in options.items() if v is not None}
     if args.service:

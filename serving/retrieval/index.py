@@ -585,7 +585,11 @@ class AdaptiveIndex:
         return self._norm_column.get(dim)
 
     def shortlist(
-        self, queries: np.ndarray, size: int, leaves_to_search: int | None = None
+        self,
+        queries: np.ndarray,
+        size: int,
+        leaves_to_search: int | None = None,
+        reorder: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """ScaNN search of re-normalised `(n, D_s)` queries.
 
@@ -596,12 +600,17 @@ class AdaptiveIndex:
                 Defaults to the index's `scann_options["num_leaves_to_search"]`; ignored by an
                 index with a single leaf. Not validated here (ScaNN clamps it to the leaves
                 there are): `AdaptiveRetriever.plan` checks it.
+            reorder: asymmetric-hashing candidates ScaNN re-scores exactly before keeping
+                `size` (at least `size`). Defaults to `max(size,
+                scann_options["reorder_num_neighbors"])`.
 
         Returns:
             `(rows, scores)`, `(n, size)` int64 row numbers and float32 cosine scores; rows
             ScaNN could not fill (too few points in the searched leaves) have score `-inf`.
         """
-        reorder = max(size, int(self.scann_options["reorder_num_neighbors"]))
+        if reorder is None:
+            reorder = int(self.scann_options["reorder_num_neighbors"])
+        reorder = max(size, int(reorder))
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         parallel = queries.shape[0] >= 64 and self.search_threads != 1
         search = self.searcher.search_batched_parallel if parallel else self.searcher.search_batched

@@ -43,7 +43,10 @@ class SearchPlan:
     """A validated search: shortlist `shortlist_size` at `shortlist_dim`, then `stages`.
 
     `leaves_to_search` is the number of ScaNN leaves searched per query, or None for the
-    index's default (`scann_options["num_leaves_to_search"]`).
+    index's default (`scann_options["num_leaves_to_search"]`). `shortlist_reorder` is how many
+    asymmetric-hashing candidates ScaNN re-scores exactly at `D_s` before keeping the
+    `shortlist_size` best (`shortlist_size <= shortlist_reorder`), or None for the shortlist's
+    built default (`max(shortlist_size, scann_options["reorder_num_neighbors"])`).
     """
 
     k: int
@@ -51,6 +54,7 @@ class SearchPlan:
     shortlist_size: int
     stages: tuple[tuple[int, int], ...]
     leaves_to_search: int | None = None
+    shortlist_reorder: int | None = None
 
     @property
     def max_dim(self) -> int:
@@ -149,17 +153,22 @@ class AdaptiveRetriever:
         rerank_dim: int | None = None,
         funnel: Any = None,
         leaves_to_search: int | None = None,
+        shortlist_reorder: int | None = None,
     ) -> SearchPlan:
         """Validates search arguments against the index; raises ValueError/TypeError naming the problem.
 
         Arguments left None take the index's tuned defaults (`manifest["search_defaults"]`,
         written by `mrl index tune`) where it has them: `shortlist_size` (at least `k`),
-        `leaves_to_search`, and `rerank_dim` or `funnel` when neither is given (a tuned funnel
-        whose last stage keeps fewer than `k` becomes a rerank at its last dim).
+        `leaves_to_search`, `shortlist_reorder` (at least the shortlist size), and `rerank_dim`
+        or `funnel` when neither is given (a tuned funnel whose last stage keeps fewer than `k`
+        becomes a rerank at its last dim).
         """
         index = self.index
         tuned = index.manifest.get("search_defaults") or {}
+        tuned_reorder = False
         if tuned:
+            if shortlist_reorder is None and tuned.get("shortlist_reorder") is not None:
+                shortlist_reorder, tuned_reorder = int(tuned["shortlist_reorder"]), True
             kk = k if isinstance(k, (int, np.integer)) and not isinstance(k, bool) else 0
             if leaves_to_search is None:
                 leaves_to_search = tuned.get("leaves_to_search")
@@ -233,12 +242,23 @@ class AdaptiveRetriever:
             raise ValueError(
                 f"Expected funnel sizes <= shortlist_size={size}. Received: sizes={sizes}"
             )
+        reorder = None
+        if shortlist_reorder is not None:
+            reorder = as_int("shortlist_reorder", shortlist_reorder)
+            if tuned_reorder:  # a tuned count follows a larger shortlist this request asks for
+                reorder = min(index.count, max(reorder, size))
+            elif not size <= reorder <= index.count:
+                raise ValueError(
+                    f"Expected shortlist_size={size} <= shortlist_reorder <= {index.count} (the "
+                    f"corpus size). Received: shortlist_reorder={reorder}"
+                )
         return SearchPlan(
             k=k,
             shortlist_dim=d_s,
             shortlist_size=size,
             stages=tuple(stages),
             leaves_to_search=leaves,
+            shortlist_reorder=reorder,
         )
 
     def _check_embeddings(self, embeddings: Any, plan: SearchPlan) -> np.ndarray:
@@ -270,6 +290,7 @@ class AdaptiveRetriever:
         funnel: Any = None,
         *,
         leaves_to_search: int | None = None,
+        shortlist_reorder: int | None = None,
         model_version: int | None = None,
         plan: SearchPlan | None = None,
     ) -> SearchResult:
@@ -286,6 +307,11 @@ class AdaptiveRetriever:
             leaves_to_search: ScaNN leaves searched per query, `1 <= leaves_to_search <=
                 num_leaves` (only 1 on a single-leaf index): fewer is faster, more gives better
                 recall. Defaults to the index's `scann_options["num_leaves_to_search"]`.
+            shortlist_reorder: ScaNN re-scores this many asymmetric-hashing candidates exactly
+                at `D_s` and keeps the `shortlist_size` best, `shortlist_size <=
+                shortlist_reorder <= count`: fewer is faster (the rerank re-scores the
+                shortlist anyway), more gives better recall. Defaults to the tuned value, else
+                `max(shortlist_size, scann_options["reorder_num_neighbors"])`.
             model_version: recorded in the result.
             plan: a `SearchPlan` from `plan(...)`, used instead of the search arguments above
                 (which are then ignored), for a caller that validated them already.
@@ -294,7 +320,15 @@ class AdaptiveRetriever:
             A `SearchResult`.
         """
         if plan is None:
-            plan = self.plan(k, shortlist_dim, shortlist_size, rerank_dim, funnel, leaves_to_search)
+            plan = self.plan(
+                k,
+                shortlist_dim,
+                shortlist_size,
+                rerank_dim,
+                funnel,
+                leaves_to_search,
+                shortlist_reorder,
+            )
         queries = self._check_embeddings(embeddings, plan)
         return self._run(queries, plan, model_version)
 
@@ -308,13 +342,15 @@ class AdaptiveRetriever:
         funnel: Any = None,
         *,
         leaves_to_search: int | None = None,
+        shortlist_reorder: int | None = None,
         timeout: float | None = None,
         plan: SearchPlan | None = None,
         backend: Any = None,
     ) -> SearchResult:
         """Embeds model inputs with one backend call at the largest prefix needed, then searches.
 
-        Takes the arguments of `search_embeddings` (`leaves_to_search` and `plan` included) plus
+        Takes the arguments of `search_embeddings` (`leaves_to_search`, `shortlist_reorder` and
+        `plan` included) plus
         `timeout`, the backend call's deadline in seconds, and `backend`, a `ModelBackend` to use
         instead of the retriever's own (the HTTP service passes its backend per request).
 
@@ -329,7 +365,15 @@ class AdaptiveRetriever:
                 "This retriever has no backend: use search_embeddings, or pass a backend."
             )
         if plan is None:
-            plan = self.plan(k, shortlist_dim, shortlist_size, rerank_dim, funnel, leaves_to_search)
+            plan = self.plan(
+                k,
+                shortlist_dim,
+                shortlist_size,
+                rerank_dim,
+                funnel,
+                leaves_to_search,
+                shortlist_reorder,
+            )
         result = backend.embed(inputs, plan.max_dim, timeout=timeout)
         served = getattr(result, "served_version", None)
         check_model_version(self.index.manifest, served, allow_mismatch=self.allow_version_mismatch)
@@ -342,7 +386,12 @@ class AdaptiveRetriever:
         index = self.index
         head = l2_normalize(queries[:, : plan.shortlist_dim])
         rows, scores = search_shortlist(
-            index, plan.shortlist_dim, head, plan.shortlist_size, plan.leaves_to_search
+            index,
+            plan.shortlist_dim,
+            head,
+            plan.shortlist_size,
+            plan.leaves_to_search,
+            plan.shortlist_reorder,
         )
         valid = np.isfinite(scores)
         if plan.stages:

@@ -74,12 +74,15 @@ def _searcher(index, dim: int):
     return cache[dim]
 
 
-def search_shortlist(index, dim: int, queries: np.ndarray, size: int, leaves_to_search=None):
-    """`AdaptiveIndex.shortlist` with the searcher over `z[:dim]` (any of `shortlist_dims`)."""
+def search_shortlist(
+    index, dim: int, queries: np.ndarray, size: int, leaves_to_search=None, reorder=None
+):
+    """`AdaptiveIndex.shortlist` with the searcher over `z[:dim]` (any of `shortlist_dims`);
+    `reorder`: candidates re-scored exactly at `dim` (default as `AdaptiveIndex.shortlist`)."""
     if dim == index.shortlist_dim:
-        return index.shortlist(queries, size, leaves_to_search)
+        return index.shortlist(queries, size, leaves_to_search, reorder)
     searcher, options = _searcher(index, dim), shortlist_options(index, dim)
-    reorder = max(size, int(options["reorder_num_neighbors"]))
+    reorder = max(size, int(options["reorder_num_neighbors"] if reorder is None else reorder))
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     parallel = queries.shape[0] >= 64 and index.search_threads != 1
     search = searcher.search_batched_parallel if parallel else searcher.search_batched

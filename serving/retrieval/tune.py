@@ -77,8 +77,11 @@ class TunePoint:
     def describe(self) -> str:
         c = self.config
         stages = f"funnel {c['funnel']}" if "funnel" in c else f"D_r {c['rerank_dim']}"
+        reorder = (
+            "" if c.get("shortlist_reorder") is None else f" (reorder {c['shortlist_reorder']})"
+        )
         return (
-            f"D_s {c['shortlist_dim']}, K {c['shortlist_size']}, {stages}, leaves "
+            f"D_s {c['shortlist_dim']}, K {c['shortlist_size']}{reorder}, {stages}, leaves "
             f"{c['leaves_to_search']}: recall {self.recall:.4f} (lcb {self.recall_lcb:.4f}), "
             f"{self.cpu_us:.1f} us/query, {self.bytes / 1e3:.1f} kB/query"
         )
@@ -139,6 +142,8 @@ class TuneResult:
             "shortlist_size": c["shortlist_size"],
             "leaves_to_search": c["leaves_to_search"],
         }
+        if c.get("shortlist_reorder") is not None:
+            out["shortlist_reorder"] = c["shortlist_reorder"]
         out.update({"funnel": c["funnel"]} if "funnel" in c else {"rerank_dim": c["rerank_dim"]})
         return out
 
@@ -239,8 +244,8 @@ def exact_topk_store(index, queries: np.ndarray, k: int, chunk: int = 65536) -> 
 
 def bytes_per_query(index, config: dict[str, Any]) -> float:
     """Modelled bytes a query touches: the AH codes of the searched leaves (one 4-bit code per
-    `dims_per_block` dims of `D_s`), the shortlist's reordering of `max(K, reorder)` rows at
-    `D_s`, and each rerank stage's new columns of its survivors in the store's dtype."""
+    `dims_per_block` dims of `D_s`), the shortlist's reordering of `shortlist_reorder` (default
+    `max(K, reorder_num_neighbors)`) rows at `D_s`, and each rerank stage's new columns of its survivors in the store's dtype."""
     n, d_s = index.count, int(config["shortlist_dim"])
     opts = shortlist_options(index, d_s)
     nl = max(1, int(opts.get("num_leaves", 1)))
@@ -249,7 +254,8 @@ def bytes_per_query(index, config: dict[str, Any]) -> float:
     reorder_bytes = {"float32": 4, "bfloat16": 2, "int8": 1}.get(
         opts.get("reorder_dtype", "float32"), 4
     )
-    reordered = max(int(config["shortlist_size"]), int(opts.get("reorder_num_neighbors", 0)))
+    reordered = config.get("shortlist_reorder") or int(opts.get("reorder_num_neighbors", 0))
+    reordered = max(int(config["shortlist_size"]), int(reordered))
     total = n * min(lv, nl) / nl * code + min(reordered, n) * d_s * reorder_bytes
     per_dim = _STORE_BYTES.get(index.store_dtype, 4)
     stages = config.get("funnel") or (
@@ -265,8 +271,11 @@ def bytes_per_query(index, config: dict[str, Any]) -> float:
 def default_grid(index, k: int, shortlist_dim: int | None = None) -> dict[str, list]:
     """The grid `tune_index` searches by default at one shortlist dim (default the index's
     `D_s`): `K` from `k` up to 800 (at most the corpus), `D_r` in powers of two from `2 D_s`
-    and the index's `D_r` (plus `D_s`: no rerank), the paper's funnel, and 0.5-30% of that
-    shortlist's ScaNN leaves; `shortlist_dims` lists every shortlist the index has."""
+    and the index's `D_r` (plus `D_s`: no rerank), the paper's funnel, 0.5-30% of that
+    shortlist's ScaNN leaves, and ScaNN's exact reordering at `D_s` (`reorders`) of the
+    shortlist's built count (None: `max(K, reorder_num_neighbors)`) or of 1 x K (re-scoring only
+    the K kept: cheaper, the rerank re-scores them anyway); `shortlist_dims` lists every
+    shortlist the index has."""
     d_s = index.shortlist_dim if shortlist_dim is None else int(shortlist_dim)
     d_r, count = index.rerank_dim, index.count
     sizes = sorted({s for s in (k, 25, 50, 100, 200, 400, 800) if k <= s <= count})
@@ -288,6 +297,7 @@ def default_grid(index, k: int, shortlist_dim: int | None = None) -> dict[str, l
         "rerank_dims": dims,
         "leaves": leaves,
         "funnel": True,
+        "reorders": [None, 1],
     }
 
 
@@ -345,8 +355,9 @@ def tune_index(
             are checked on the held-out queries; the first reaching the target is chosen.
         cost: `"cpu"` (measured CPU time per query on one thread) or `"bytes"` (the model of
             `bytes_per_query`).
-        grid: overrides of `default_grid(index, k)`: `shortlist_sizes`, `rerank_dims`,
-            `leaves`, `funnel` (bool).
+        grid: overrides of `default_grid(index, k)`: `shortlist_dims`, `shortlist_sizes`,
+            `rerank_dims`, `leaves`, `funnel` (bool), `reorders` (each None or a positive int
+            factor f: ScaNN re-scores f x K candidates at `D_s`).
         repeats: timed passes per config (the fastest is kept).
         batch_size: queries per batched search call while timing.
         seed: seeds the query sample and the held-out split.
@@ -422,12 +433,21 @@ def tune_index(
         "rerank_dims",
         "leaves",
         "funnel",
+        "reorders",
     }
     if unknown:
         raise ValueError(
             f"Unknown grid keys {sorted(unknown)}. Expected shortlist_dims, shortlist_sizes, "
-            "rerank_dims, leaves, funnel."
+            "rerank_dims, leaves, funnel, reorders."
         )
+    for factor in (grid or {}).get("reorders") or ():
+        if factor is not None and (
+            isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 1
+        ):
+            raise ValueError(
+                "Expected grid reorders of None (the shortlist's built count) or positive int "
+                f"factors of K. Received: {factor!r}"
+            )
     g = default_grid(index, k) | dict(grid or {})
     g["_given"] = set(grid or {})
     search_k = k + 1 if self_rows is not None else k
@@ -539,38 +559,51 @@ def _configs(index, g: dict[str, Any], k: int, search_k: int):
                 stages_list.append({"rerank_dim": dim})
         nl = int(shortlist_options(index, d_s).get("num_leaves", 1))
         leaves_list = sorted({min(max(1, nl), as_int("leaves", lv)) for lv in grid["leaves"]})
+        built = int(shortlist_options(index, d_s).get("reorder_num_neighbors", 0))
+
+        def reorder_of(size, factor, built=built):  # None: the built count (no key)
+            if factor is None:
+                return {}
+            count = min(index.count, int(factor) * int(size))
+            return {} if count == max(size, built) else {"shortlist_reorder": count}
+
+        factors = list(dict.fromkeys(grid.get("reorders") or [None]))
         for leaves in leaves_list:
-            for stages in stages_list:
-                groups.append(
-                    [
+            for factor in factors:
+                for stages in stages_list:
+                    group = [
                         {
                             "shortlist_dim": d_s,
                             "shortlist_size": as_int("shortlist size", size),
                             "leaves_to_search": leaves,
+                            **reorder_of(size, factor),
                             **stages,
                         }
                         for size in sorted(grid["shortlist_sizes"])
                         if search_k <= size <= index.count
                         if not (stages["rerank_dim"] == d_s and size != search_k)
                     ]
-                )
-            if grid.get("funnel") and index.rerank_dim >= 4 * d_s:
-                group = []
-                for size in sorted(grid["shortlist_sizes"]):
-                    if not 2 * search_k <= size <= index.count:
-                        continue
-                    funnel = [
-                        list(st) for st in paper_funnel(d_s, index.rerank_dim, size, search_k)
-                    ]
-                    group.append(
-                        {
+                    if factor is not None:  # the built count's configs are measured already
+                        group = [c for c in group if "shortlist_reorder" in c]
+                    groups.append(group)
+                if grid.get("funnel") and index.rerank_dim >= 4 * d_s:
+                    group = []
+                    for size in sorted(grid["shortlist_sizes"]):
+                        if not 2 * search_k <= size <= index.count:
+                            continue
+                        funnel = [
+                            list(st) for st in paper_funnel(d_s, index.rerank_dim, size, search_k)
+                        ]
+                        config = {
                             "shortlist_dim": d_s,
                             "shortlist_size": int(size),
                             "leaves_to_search": leaves,
+                            **reorder_of(size, factor),
                             "funnel": funnel,
                         }
-                    )
-                groups.append(group)
+                        if factor is None or "shortlist_reorder" in config:
+                            group.append(config)
+                    groups.append(group)
     return [grp for grp in groups if grp]
 
 
@@ -583,9 +616,18 @@ def _search_rows(retriever, config, search_k):
         shortlist_dim=config["shortlist_dim"],
         shortlist_size=config["shortlist_size"],
         leaves_to_search=config["leaves_to_search"],
+        shortlist_reorder=_reorder_count(retriever.index, config),
         **args,
     )
     return plan
+
+
+def _reorder_count(index, config) -> int:
+    """The config's ScaNN reorder count, explicit (never a tuned default of the index)."""
+    if config.get("shortlist_reorder") is not None:
+        return int(config["shortlist_reorder"])
+    built = int(shortlist_options(index, config["shortlist_dim"]).get("reorder_num_neighbors", 0))
+    return min(index.count, max(int(config["shortlist_size"]), built))
 
 
 def _run_rows(retriever, plan, queries) -> np.ndarray:
@@ -636,6 +678,7 @@ def _measure_grid(
             m["shortlist_size"] == config["shortlist_size"]
             and m["shortlist_dim"] == config["shortlist_dim"]
             and m.get("rerank_dim") == config.get("rerank_dim")
+            and m.get("shortlist_reorder") == config.get("shortlist_reorder")
             and ("funnel" in m) == ("funnel" in config)
             and m["leaves_to_search"] < config["leaves_to_search"]
             for m in met

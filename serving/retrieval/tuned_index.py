@@ -60,7 +60,8 @@ def publish_tuned(
     Args:
         index_dir: a published index directory, or a versioned base path (its newest version).
         search_defaults: `{"shortlist_size", "leaves_to_search", "rerank_dim" | "funnel",
-            "shortlist_dim"}` (`TuneResult.search_defaults()`).
+            "shortlist_dim", "shortlist_reorder"}` (`TuneResult.search_defaults()`;
+            `shortlist_reorder` only where the tuner chose a reorder count of its own).
         tuning: what the tuner measured (`TuneResult.tuning_record()`), recorded as is.
         out_dir: where to publish (a plain directory, replaced atomically). Default: the next
             integer version in a versioned layout, else `index_dir` itself.
@@ -71,7 +72,14 @@ def publish_tuned(
     Raises:
         ValueError: unknown keys in `search_defaults`, or `index_dir` is not an index.
     """
-    allowed = {"shortlist_size", "leaves_to_search", "rerank_dim", "funnel", "shortlist_dim"}
+    allowed = {
+        "shortlist_size",
+        "leaves_to_search",
+        "rerank_dim",
+        "funnel",
+        "shortlist_dim",
+        "shortlist_reorder",
+    }
     if not isinstance(search_defaults, dict) or set(search_defaults) - allowed:
         raise ValueError(
             f"Expected search_defaults with keys among {sorted(allowed)}. Received: "

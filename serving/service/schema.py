@@ -26,6 +26,7 @@ SEARCH_FIELDS = (
     "rerank_dim",
     "funnel",
     "leaves_to_search",
+    "shortlist_reorder",
     "timeout",
 )
 CLASSIFY_FIELDS = ("instances", "timeout")
@@ -72,6 +73,13 @@ class SearchRequest(BaseModel):
         description="ScaNN leaves searched per query, 1..num_leaves (only 1 on a single-leaf "
         "index); fewer is faster, more gives better recall. Default: the index's "
         "num_leaves_to_search.",
+    )
+    shortlist_reorder: int | None = Field(
+        None,
+        ge=1,
+        description="Candidates ScaNN re-scores exactly at D_s before keeping the shortlist, "
+        "shortlist_size..corpus size; fewer is faster, more gives better recall. Default: the "
+        "index's tuned value, else max(shortlist_size, its reorder_num_neighbors).",
     )
     timeout: float | None = Field(
         None, gt=0, description="Deadline in seconds (server default otherwise)."
@@ -216,7 +224,8 @@ def live_request_schemas(
             "k": doc("k", _integer(1, count)),
             "shortlist_dim": doc("shortlist_dim", {"type": "integer", "enum": [d_s]}),
             # Cross-field rules (k <= shortlist_size, funnel sizes >= k) are beyond JSON schema:
-            # the schema pins these sizes to the corpus size, the one value valid for every k.
+            # the schema pins these sizes (and the reorder count, >= the shortlist size) to the
+            # corpus size, the one value valid for every k.
             "shortlist_size": doc("shortlist_size", _integer(count, count)),
             "rerank_dim": doc("rerank_dim", _integer(d_s, d_r)),
             "funnel": doc(
@@ -235,6 +244,7 @@ def live_request_schemas(
                 },
             ),
             "leaves_to_search": doc("leaves_to_search", _integer(1, leaves)),
+            "shortlist_reorder": doc("shortlist_reorder", _integer(count, count)),
             "timeout": doc("timeout", _TIMEOUT),
         },
     }

@@ -329,6 +329,7 @@ class SearchService:
             schema.optional_int(body, "rerank_dim"),
             body.get("funnel"),
             body.get("leaves_to_search"),  # the retriever checks type and range (400 on error)
+            body.get("shortlist_reorder"),
         )
         if has_embeddings:
             queries = schema.numeric_batch(

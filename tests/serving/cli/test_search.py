@@ -80,6 +80,21 @@ def test_search_leaves_to_search_directly_equals_python(tree_files, capsys):
     assert found[1] != found[16]
 
 
+def test_search_shortlist_reorder_directly_equals_python(tree_files, capsys):
+    index = AdaptiveIndex.load(tree_files / "index")
+    retriever = AdaptiveRetriever(index)
+    queries = np.load(tree_files / "queries.npy")
+    capsys.readouterr()
+    argv = ["--index", str(tree_files / "index"), "--embeddings", str(tree_files / "queries.npy")]
+    argv += ["--k", "10", "--shortlist-size", "20", "--shortlist-reorder", "20"]
+    assert search_main(argv) == 0
+    found = [r["ids"] for r in json_lines(capsys.readouterr().out)]
+    expected = retriever.search_embeddings(queries, k=10, shortlist_size=20, shortlist_reorder=20)
+    assert found == expected.ids.tolist()
+    assert search_main(argv[:-1] + ["19"]) == 1
+    assert "Expected shortlist_size=20 <= shortlist_reorder" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "value, code, match",
     [

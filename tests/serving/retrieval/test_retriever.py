@@ -257,3 +257,58 @@ def test_single_leaf_index_accepts_only_one_leaf(exact_index, value):
     index, _, q = exact_index
     with pytest.raises(ValueError, match=rf"single ScaNN leaf.*Received: leaves_to_search={value}"):
         AdaptiveRetriever(index).search_embeddings(q, k=5, leaves_to_search=value)
+
+
+def test_shortlist_reorder_reaches_scann_and_all_of_it_is_numpy_exact(exact_index):
+    """The index reorders every point by default (3000): exact at D_s. Re-scoring only the K
+    kept (shortlist_reorder=K) leaves ScaNN's asymmetric-hashing order: lower recall, and the
+    scores are still the exact D_s cosines of the rows returned (float32 reordering)."""
+    index, z, q = exact_index
+    retriever = AdaptiveRetriever(index)
+    truth, _ = _exact_topk(q, z, 16, 10)
+    recalls = {}
+    for reorder in (10, 40, 3000):
+        result = retriever.search_embeddings(
+            q, k=10, shortlist_size=10, rerank_dim=16, shortlist_reorder=reorder
+        )
+        recalls[reorder] = _recall(result.ids, truth)
+        exact = np.take_along_axis(_normalize(q[:, :16]) @ _normalize(z[:, :16]).T, result.ids, 1)
+        np.testing.assert_allclose(result.scores, exact, rtol=1e-5, atol=1e-6)
+    assert recalls[3000] == 1.0 and recalls[10] < recalls[40] <= recalls[3000], recalls
+    default = retriever.search_embeddings(q, k=10, shortlist_size=10, rerank_dim=16)
+    np.testing.assert_array_equal(
+        default.ids,
+        retriever.search_embeddings(
+            q, k=10, shortlist_size=10, rerank_dim=16, shortlist_reorder=3000
+        ).ids,
+    )
+    assert retriever.plan(k=5).shortlist_reorder is None
+    assert (
+        retriever.plan(k=5, shortlist_size=20, shortlist_reorder=np.int64(20)).shortlist_reorder
+        == 20
+    )
+
+
+@pytest.mark.parametrize(
+    "value, error, match",
+    [
+        (
+            49,
+            ValueError,
+            r"Expected shortlist_size=50 <= shortlist_reorder <= 3000 \(the corpus size\)\. "
+            r"Received: shortlist_reorder=49",
+        ),
+        (3001, ValueError, r"shortlist_size=50 <= shortlist_reorder <= 3000 .*=3001"),
+        (0, ValueError, r"shortlist_size=50 <= shortlist_reorder .*=0"),
+        (2.5, TypeError, r"shortlist_reorder"),
+        (True, TypeError, r"shortlist_reorder"),
+        ("60", TypeError, r"shortlist_reorder"),
+    ],
+)
+def test_bad_shortlist_reorder(exact_index, value, error, match):
+    index, _, q = exact_index
+    retriever = AdaptiveRetriever(index)
+    with pytest.raises(error, match=match):
+        retriever.search_embeddings(q, k=5, shortlist_size=50, shortlist_reorder=value)
+    with pytest.raises(error, match=match):
+        retriever.plan(k=5, shortlist_size=50, shortlist_reorder=value)

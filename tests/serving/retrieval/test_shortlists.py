@@ -60,6 +60,7 @@ def test_the_tuner_picks_the_cheapest_shortlist_dim_by_brute_force(multi):
         "rerank_dims": [64],
         "leaves": [1, 2, 4, 12],
         "funnel": False,
+        "reorders": [None],  # the shortlist's built count only (reorders: test_tune.py)
     }
     result = tune_index(index, q, target_recall=0.93, cost="bytes", grid=grid)
     tq = q[result.tuning_rows]

@@ -22,6 +22,7 @@ GRID = {
     "rerank_dims": [8, 16, 64],
     "leaves": [1, 2, 4, 8, 16],
     "funnel": True,
+    "reorders": [None, 1],
 }
 
 
@@ -42,7 +43,14 @@ def _brute_force(index, db, queries, target, k=10, confidence=0.95, heldout=None
     exact = numpy_topk(db, queries, k)
     z = statistics.NormalDist().inv_cdf(confidence)
     feasible = []
-    for size, leaves in itertools.product(GRID["shortlist_sizes"], GRID["leaves"]):
+    built = index.scann_options["reorder_num_neighbors"]  # 200: more than every K of GRID
+    for size, leaves, factor in itertools.product(
+        GRID["shortlist_sizes"], GRID["leaves"], GRID["reorders"]
+    ):
+        reorder = max(size, built) if factor is None else factor * size
+        extra = {} if reorder == max(size, built) else {"shortlist_reorder": reorder}
+        if factor is not None and not extra:
+            continue
         stages = [{"rerank_dim": m} for m in GRID["rerank_dims"] if m > 8 or size == k]
         stages.append({"funnel": [[16, size // 2], [32, max(k, size // 4)], [64, k]]})
         for st in stages:
@@ -53,11 +61,22 @@ def _brute_force(index, db, queries, target, k=10, confidence=0.95, heldout=None
                     continue
                 st = {"funnel": [list(s) for s in paper_funnel(8, 64, size, k)]}
             res = retriever.search_embeddings(
-                queries, k, shortlist_size=size, leaves_to_search=leaves, **st
+                queries,
+                k,
+                shortlist_size=size,
+                leaves_to_search=leaves,
+                shortlist_reorder=reorder,
+                **st,
             )
             r = numpy_recall(np.asarray(res.ids), exact)
             lcb = r.mean() - z * r.std(ddof=1) / math.sqrt(len(r))
-            config = {"shortlist_dim": 8, "shortlist_size": size, "leaves_to_search": leaves, **st}
+            config = {
+                "shortlist_dim": 8,
+                "shortlist_size": size,
+                "leaves_to_search": leaves,
+                **extra,
+                **st,
+            }
             cost = bytes_per_query(index, config)
             if lcb >= target:
                 feasible.append((cost, -r.mean(), config))
@@ -193,6 +212,8 @@ def test_recall_per_query_and_pareto_front_against_hand_made_values():
         ({"cost": "time"}, ValueError, "cost 'cpu' or 'bytes'"),
         ({"grid": {"sizes": [10]}}, ValueError, "Unknown grid keys"),
         ({"grid": {"rerank_dims": [128]}}, ValueError, "rerank_dims within"),
+        ({"grid": {"reorders": [0]}}, ValueError, "grid reorders of None .* Received: 0"),
+        ({"grid": {"reorders": [1.5]}}, ValueError, "positive int factors of K"),
         ({"heldout_fraction": 0.999}, ValueError, "at least 2 tuning and 2 held-out"),
         ({"heldout_checks": 0}, ValueError, "heldout_checks >= 1"),
         ({"sample": 10}, ValueError, "either queries or sample"),
@@ -221,3 +242,22 @@ def test_bad_queries_are_rejected(data, queries, match):
 def test_bad_sample_is_rejected(data):
     with pytest.raises(ValueError, match="4 <= sample <= 3000"):
         tune_index(data[1], sample=2)
+
+
+def test_reorder_configs_are_measured_and_modelled(data):
+    """Both reorder counts of GRID are measured; re-scoring only the K kept touches fewer
+    bytes than the index's built count (200) and a grid of [None] measures none of them."""
+    _, index, queries = data
+    result = tune_index(index, queries, target_recall=0.9, cost="bytes", grid=GRID)
+    own = [p for p in result.points if "shortlist_reorder" in p.config]
+    assert own and all(p.config["shortlist_reorder"] == p.config["shortlist_size"] for p in own)
+    for p in own:
+        built = dict(p.config)
+        del built["shortlist_reorder"]
+        saved = (200 - p.config["shortlist_size"]) * 8 * 4  # float32 reordering at D_s 8
+        assert bytes_per_query(index, built) - p.bytes == pytest.approx(saved)
+    assert "(reorder " in own[0].describe()
+    plain = tune_index(
+        index, queries, target_recall=0.9, cost="bytes", grid=dict(GRID, reorders=[None])
+    )
+    assert not [p for p in plain.points if "shortlist_reorder" in p.config]

@@ -105,3 +105,26 @@ def test_tuned_funnel_default_and_its_fallback_for_a_larger_k(built, tmp_path):
         json.loads((tuned.path / "manifest.json").read_text())["search_defaults"]["funnel"]
         == funnel
     )
+
+
+def test_tuned_reorder_default_follows_a_larger_shortlist(built, tmp_path):
+    _, path = built
+    defaults = dict(DEFAULTS, shortlist_reorder=40)
+    tuned = AdaptiveIndex.load(publish_tuned(path, defaults, out_dir=tmp_path / "t"))
+    assert read_manifest(tuned.path)["search_defaults"]["shortlist_reorder"] == 40
+    retriever = AdaptiveRetriever(tuned)
+    assert retriever.plan(10).shortlist_reorder == 40
+    assert retriever.plan(60).shortlist_reorder == 60  # at least the shortlist (k here)
+    assert retriever.plan(10, shortlist_size=100).shortlist_reorder == 100
+    assert retriever.plan(10, shortlist_reorder=300).shortlist_reorder == 300  # explicit wins
+    with pytest.raises(ValueError, match="shortlist_size=40 <= shortlist_reorder"):
+        retriever.plan(10, shortlist_reorder=20)  # an explicit count below the shortlist
+    q = clustered(50, stream=2)
+    np.testing.assert_array_equal(
+        retriever.search_embeddings(q, 10).ids,
+        AdaptiveRetriever(AdaptiveIndex.load(path))
+        .search_embeddings(
+            q, 10, shortlist_size=40, leaves_to_search=3, rerank_dim=32, shortlist_reorder=40
+        )
+        .ids,
+    )

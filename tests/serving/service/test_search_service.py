@@ -307,6 +307,50 @@ def test_bad_leaves_to_search_is_400(tree_client, value, match):
     assert match in response.json()["error"]
 
 
+def test_search_shortlist_reorder_equals_direct_call(tree_client):
+    client, direct = tree_client
+    ids = {}
+    for reorder in (20, 2000):
+        body = {
+            "embeddings": TREE_QUERIES.tolist(),
+            "k": 10,
+            "shortlist_size": 20,
+            "rerank_dim": 8,
+            "shortlist_reorder": reorder,
+        }
+        response = client.post("/v1/search", json=body)
+        assert response.status_code == 200, response.text
+        ids[reorder] = [r["ids"] for r in response.json()["results"]]
+        expected = direct.search_embeddings(
+            TREE_QUERIES, k=10, shortlist_size=20, rerank_dim=8, shortlist_reorder=reorder
+        )
+        assert ids[reorder] == expected.ids.tolist()
+    assert ids[20] != ids[2000]  # the knob reaches ScaNN through HTTP
+
+
+@pytest.mark.parametrize(
+    "value, match",
+    [
+        (
+            19,
+            "Expected shortlist_size=20 <= shortlist_reorder <= 2000 (the corpus size). "
+            "Received: shortlist_reorder=19",
+        ),
+        (2001, "Received: shortlist_reorder=2001"),
+        (2.5, "shortlist_reorder"),
+        ("30", "shortlist_reorder"),
+    ],
+)
+def test_bad_shortlist_reorder_is_400(tree_client, value, match):
+    client, _ = tree_client
+    body = {"embeddings": TREE_QUERIES[:2].tolist(), "shortlist_size": 20}
+    response = client.post("/v1/search", json={**body, "shortlist_reorder": value})
+    assert response.status_code == 400, response.text
+    assert match in response.json()["error"]
+    schema = client.get("/openapi.json").json()
+    assert "shortlist_reorder" in json.dumps(schema["paths"]["/v1/search"]["post"]["requestBody"])
+
+
 def test_single_leaf_service_accepts_only_one_leaf(client):
     ok = client.post("/v1/search", json={**VALID_SEARCH, "leaves_to_search": 1})
     assert ok.status_code == 200, ok.text
