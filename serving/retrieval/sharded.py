@@ -363,17 +363,27 @@ class ShardedRetriever:
         self._pool.shutdown(wait=False)
 
     def _shard_search(
-        self, retriever, embeddings, k, exact, shortlist_size, rerank_dim, funnel, leaves
+        self, retriever, embeddings, k, exact, shortlist_size, rerank_dim, funnel, leaves, reorder
     ):
         shard = retriever.index
         kk = min(k, shard.count)
         if exact:
             size, leaves = shard.count, int(shard.scann_options.get("num_leaves", 1))
             rerank_dim, funnel = shard.rerank_dim if funnel is None else rerank_dim, funnel
+            reorder = shard.count
         else:
             size = None if shortlist_size is None else max(kk, min(shortlist_size, shard.count))
+            if reorder is not None:  # a shard holds `count` at most; never below its shortlist
+                reorder = max(size or 0, min(reorder, shard.count))
         res = retriever.search_embeddings(
-            embeddings, kk, None, size, rerank_dim, funnel, leaves_to_search=leaves
+            embeddings,
+            kk,
+            None,
+            size,
+            rerank_dim,
+            funnel,
+            leaves_to_search=leaves,
+            shortlist_reorder=reorder,
         )
         # Each shard's own top-k in the merge order (a shard cut at a tie keeps the lower ids).
         return merge_topk([res.ids], [res.scores], kk)
@@ -388,14 +398,32 @@ class ShardedRetriever:
         rerank_dim: int | None = None,
         funnel: Any = None,
         leaves_to_search: int | None = None,
+        shortlist_reorder: int | None = None,
     ):
         """Top-k over all shards for query embeddings; a `SearchResult`. `exact=True`: every
-        leaf and the whole shard shortlisted, reranked at `D_r`."""
+        leaf and the whole shard shortlisted and reordered, reranked at `D_r`.
+        `shortlist_reorder` (see `AdaptiveRetriever.search_embeddings`) is capped at each
+        shard's size, like `shortlist_size`."""
         from mrl_keras.serving.retrieval.retriever import SearchResult
 
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= self.index.count:
             raise ValueError(
                 f"Expected 1 <= k <= {self.index.count} (the corpus size). Received: k={k!r}"
+            )
+        if shortlist_reorder is not None and (
+            not isinstance(shortlist_reorder, (int, np.integer))
+            or isinstance(shortlist_reorder, bool)
+            or shortlist_reorder < 1
+        ):
+            raise ValueError(
+                "Expected shortlist_reorder to be a positive int (at least the shortlist size). "
+                f"Received: shortlist_reorder={shortlist_reorder!r}"
+            )
+        size = shortlist_size
+        if shortlist_reorder is not None and isinstance(size, int) and shortlist_reorder < size:
+            raise ValueError(
+                f"Expected shortlist_size={size} <= shortlist_reorder. "
+                f"Received: shortlist_reorder={shortlist_reorder}"
             )
         futures = [
             self._pool.submit(
@@ -408,6 +436,7 @@ class ShardedRetriever:
                 rerank_dim,
                 funnel,
                 leaves_to_search,
+                None if shortlist_reorder is None else int(shortlist_reorder),
             )
             for r in self.retrievers
         ]

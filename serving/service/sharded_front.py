@@ -1,8 +1,8 @@
 """The fan-out front of a sharded index: `mrl serve --shards URL,URL,...`.
 
 Each shard is an ordinary `mrl serve` over one index shard (`serving/retrieval/sharded.py`).
-`POST /v1/search` sends the request to every shard at once (`k` and `shortlist_size` capped
-at the shard's size, read once from its `/readyz`; `"shortlist_size"` of the whole corpus on
+`POST /v1/search` sends the request to every shard at once (`k`, `shortlist_size` and
+`shortlist_reorder` capped at the shard's size, read once from its `/readyz`; `"shortlist_size"` of the whole corpus on
 shards whose ScaNN searches every leaf is the exact search), waits until the request's deadline, and merges the shards'
 top-k exactly (`merge_topk`: score descending, then id ascending). A shard that is down, too
 slow or failing makes the request fail with 503 naming it, unless the request says
@@ -114,6 +114,12 @@ class ShardedFront:
         size = body.get("shortlist_size")
         if isinstance(size, int) and not isinstance(size, bool):  # a shard holds `count` at most
             shard_body["shortlist_size"] = max(shard_body["k"], min(size, count))
+        reorder = body.get("shortlist_reorder")
+        if isinstance(reorder, int) and not isinstance(reorder, bool):
+            asked = size if isinstance(size, int) and not isinstance(size, bool) else None
+            if asked is None or reorder >= asked:  # else the shard says why it is too small
+                floor = shard_body["shortlist_size"] if asked is not None else 0
+                shard_body["shortlist_reorder"] = max(floor, min(reorder, count))
         try:
             r = requests.post(
                 f"{url}/v1/search",

@@ -3,7 +3,7 @@
 All shards are loaded (`ShardedIndex`), each is searched on its own thread and the results are
 merged exactly (`ShardedRetriever`, `merge_topk`). `POST /v1/search` takes `instances` (model
 inputs, embedded once at `D_r` by the backend) or `embeddings`, with `k`, `shortlist_size`,
-`rerank_dim`, `funnel`, `leaves_to_search` and `exact` (every leaf, whole shards shortlisted,
+`rerank_dim`, `funnel`, `leaves_to_search`, `shortlist_reorder` and `exact` (every leaf, whole shards shortlisted,
 rerank at `D_r`); `GET /healthz`, `GET /readyz`. JSON errors: 400 bad input, 413 too large,
 503 backend unavailable.
 """
@@ -31,6 +31,7 @@ FIELDS = (
     "rerank_dim",
     "funnel",
     "leaves_to_search",
+    "shortlist_reorder",
     "exact",
     "timeout",
 )
@@ -49,6 +50,7 @@ def _search(retriever, body: Any, max_batch: int) -> dict[str, Any]:
         "rerank_dim": schema.optional_int(body, "rerank_dim"),
         "funnel": body.get("funnel"),
         "leaves_to_search": schema.optional_int(body, "leaves_to_search"),
+        "shortlist_reorder": schema.optional_int(body, "shortlist_reorder"),
     }
     k = body.get("k", 10)
     if "embeddings" in body:

@@ -38,7 +38,9 @@ def test_merge_topk_orders_by_score_then_id():
 @pytest.mark.parametrize("shards", [1, 3, 7])
 def test_sharded_equals_unsharded_exactly(corpus, shards):
     root, ids, x, queries = corpus
-    out = build_sharded_index(root / f"s{shards}", root / "emb", shards=shards, shortlist_dim=8, processes=1)
+    out = build_sharded_index(
+        root / f"s{shards}", root / "emb", shards=shards, shortlist_dim=8, processes=1
+    )
     assert is_sharded_index(out)
     index = ShardedIndex.load(out, model_version=1)
     assert [s.count for s in index.shards] and sum(s.count for s in index.shards) == 1400
@@ -47,7 +49,12 @@ def test_sharded_equals_unsharded_exactly(corpus, shards):
     # the unsharded index with the same exact settings, and NumPy
     single = build_index(root / f"u{shards}", x, ids, shortlist_dim=8)
     ref = AdaptiveRetriever(AdaptiveIndex.load(single)).search_embeddings(
-        queries, K, None, 1400, 32, None,
+        queries,
+        K,
+        None,
+        1400,
+        32,
+        None,
         leaves_to_search=int(AdaptiveIndex.load(single).scann_options.get("num_leaves", 1)),
     )
     ref_ids, ref_scores = merge_topk([ref.ids], [ref.scores], K)
@@ -74,8 +81,12 @@ def test_versioned_builds_publish_the_next_version_read_only(corpus, tmp_path):
 
     root, *_ = corpus
     base = tmp_path / "indexes" / "corpus"
-    first = build_sharded_index(base, root / "emb", shards=2, shortlist_dim=8, processes=1, versioned=True)
-    second = build_sharded_index(base, root / "emb", shards=3, shortlist_dim=8, processes=1, versioned=True)
+    first = build_sharded_index(
+        base, root / "emb", shards=2, shortlist_dim=8, processes=1, versioned=True
+    )
+    second = build_sharded_index(
+        base, root / "emb", shards=3, shortlist_dim=8, processes=1, versioned=True
+    )
     assert (first, second) == (base / "1", base / "2")
     index = ShardedIndex.load(base)  # the newest version, all its shards together
     assert index.path == second and index.manifest["version"] == 2 and len(index.shards) == 3
@@ -84,7 +95,9 @@ def test_versioned_builds_publish_the_next_version_read_only(corpus, tmp_path):
     assert not os.access(second / "shard-00000" / "rerank.npy", os.W_OK) or os.geteuid() == 0
     assert not (second / "shard-00000" / "rerank.npy").stat().st_mode & 0o222
     with pytest.raises(ValueError, match="is an index itself"):
-        build_sharded_index(second, root / "emb", shards=2, shortlist_dim=8, processes=1, versioned=True)
+        build_sharded_index(
+            second, root / "emb", shards=2, shortlist_dim=8, processes=1, versioned=True
+        )
 
 
 def test_bad_builds_and_loads_are_refused(corpus, tmp_path):
@@ -92,7 +105,9 @@ def test_bad_builds_and_loads_are_refused(corpus, tmp_path):
     with pytest.raises(ValueError, match="fewer than --shards 20"):
         build_sharded_index(tmp_path / "x", root / "emb", shards=20, shortlist_dim=8)
     with pytest.raises(EmbeddingShardError, match="version 1, but version 2"):
-        build_sharded_index(tmp_path / "x", root / "emb", shards=2, shortlist_dim=8, model_version=2)
+        build_sharded_index(
+            tmp_path / "x", root / "emb", shards=2, shortlist_dim=8, model_version=2
+        )
     out = build_sharded_index(tmp_path / "s", root / "emb", shards=2, shortlist_dim=8, processes=1)
     with pytest.raises(ModelVersionMismatchError, match="version 1"):
         ShardedIndex.load(out, model_version=2)
@@ -129,3 +144,32 @@ def test_fast_load_checks_sizes_and_background_finds_corruption(corpus, tmp_path
     store.write_bytes(bytes(data[:-4]))
     with pytest.raises(IndexIntegrityError, match=r"shard-00000/rerank.npy: \d+ bytes, expected"):
         ShardedIndex.load(out)
+
+
+def test_shortlist_reorder_reaches_each_shard_capped_at_its_size(corpus):
+    root, ids, x, queries = corpus
+    out = build_sharded_index(
+        root / "reorder", root / "emb", shards=3, shortlist_dim=8, processes=1
+    )
+    index = ShardedIndex.load(out, model_version=1)
+    retriever = ShardedRetriever(index)
+    got = {}
+    for reorder in (20, 5000):  # 5000: more than any shard holds (capped, so every point)
+        got[reorder] = retriever.search_embeddings(
+            queries, K, shortlist_size=20, rerank_dim=8, shortlist_reorder=reorder
+        )
+        parts = [
+            AdaptiveRetriever(shard).search_embeddings(
+                queries, K, None, 20, 8, None, shortlist_reorder=min(reorder, shard.count)
+            )
+            for shard in index.shards
+        ]
+        ref_ids, ref_scores = merge_topk([p.ids for p in parts], [p.scores for p in parts], K)
+        np.testing.assert_array_equal(got[reorder].ids, ref_ids)
+        np.testing.assert_array_equal(got[reorder].scores, ref_scores)
+    for bad in (0, 2.5, True, "20"):
+        with pytest.raises(ValueError, match="shortlist_reorder to be a positive int"):
+            retriever.search_embeddings(queries, K, shortlist_size=20, shortlist_reorder=bad)
+    with pytest.raises(ValueError, match="shortlist_size=20 <= shortlist_reorder"):
+        retriever.search_embeddings(queries, K, shortlist_size=20, shortlist_reorder=19)
+    retriever.close()

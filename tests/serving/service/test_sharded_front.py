@@ -71,6 +71,19 @@ def test_front_equals_unsharded_exactly_over_http(corpus, cluster, shards):
     np.testing.assert_allclose([res["scores"] for res in body["results"]], ref_scores, atol=1e-5)
 
 
+def test_shortlist_reorder_of_the_whole_corpus_is_capped_at_each_shard(corpus, cluster):
+    """Each shard holds fewer than N points: uncapped, N would be a 400 from every shard."""
+    _, ids, x = corpus
+    url, _ = cluster(3)
+    queries = np.random.default_rng(5).normal(size=(4, 32)).astype(np.float32)
+    r = _query(url, queries, shortlist_reorder=N)
+    assert r.status_code == 200, r.text
+    ref_ids, _ = exact_top_k(x, ids, queries, K)
+    assert [res["ids"] for res in r.json()["results"]] == ref_ids.tolist()
+    bad = _query(url, queries, shortlist_size=50, shortlist_reorder=49)
+    assert bad.status_code == 400 and "shortlist_reorder" in bad.json()["error"]
+
+
 def test_stopped_shard_gives_503_naming_it_and_allow_partial_flags(corpus, cluster):
     _, ids, x = corpus
     url, servers = cluster(3)
