@@ -5,10 +5,13 @@ corpus, when it is cached) and the generator family (`--n` x `--d`, `--classes`)
 
     python -m benchmarks.store_recall                                   # 20,000 x 256, 500 classes
     python -m benchmarks.store_recall --n 200000 --d 2048 --classes 1000 --no-cjk
+    python -m benchmarks.store_recall --cjk-model /work/runs/cjk1000_d2048/s0/mrl/model.keras \
+        --cjk-only                                             # the d = 2048 real corpus
 """
 
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -52,16 +55,28 @@ def main(argv=None) -> int:
     p.add_argument("--classes", type=int, default=500, help="family: classes")
     p.add_argument("--queries", type=int, default=300)
     p.add_argument("--no-cjk", action="store_true", help="skip the real CJK embeddings")
+    p.add_argument("--cjk-only", action="store_true", help="only the real CJK embeddings")
+    p.add_argument(
+        "--cjk-model",
+        type=Path,
+        default=cjk_corpus.DEFAULT_MODEL,
+        help="the model whose cached CJK corpus to read (default: cjk_corpus.DEFAULT_MODEL)",
+    )
     args = p.parse_args(argv)
+    if args.no_cjk and args.cjk_only:
+        p.error("--no-cjk and --cjk-only exclude each other")
     if min(args.n, args.d, args.classes, args.queries) < 1 or args.n < 100:
         p.error("--n must be >= 100 and --d, --classes, --queries >= 1")
     if not args.no_cjk:
         try:
-            db, _labels, q, _ql, _st = cjk_corpus.load_corpus(DEFAULT_CACHE, 1100)
+            db, _labels, q, _ql, _st = cjk_corpus.load_corpus(DEFAULT_CACHE, 1100, args.cjk_model)
         except (FileNotFoundError, OSError, ValueError) as e:
             print(f"CJK real: not cached here ({e}); build it with benchmarks.cjk_corpus")
         else:
-            check("CJK real 200k x 512", np.ascontiguousarray(db[:200000]), q[:500])
+            sub = np.ascontiguousarray(db[:200000])
+            check(f"CJK real {len(sub) // 1000}k x {sub.shape[1]}", sub, q[:500])
+    if args.cjk_only:
+        return 0
     shape = f"{args.n:,} x {args.d}"
     for noise in (0.8, 1.6):
         for a in (0.6, 1.2, 2.0):
