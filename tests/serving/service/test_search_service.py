@@ -313,7 +313,7 @@ def test_search_shortlist_reorder_equals_direct_call(tree_client):
     for reorder in (20, 2000):
         body = {
             "embeddings": TREE_QUERIES.tolist(),
-            "k": 10,
+            "k": 20,
             "shortlist_size": 20,
             "rerank_dim": 8,
             "shortlist_reorder": reorder,
@@ -322,10 +322,13 @@ def test_search_shortlist_reorder_equals_direct_call(tree_client):
         assert response.status_code == 200, response.text
         ids[reorder] = [r["ids"] for r in response.json()["results"]]
         expected = direct.search_embeddings(
-            TREE_QUERIES, k=10, shortlist_size=20, rerank_dim=8, shortlist_reorder=reorder
+            TREE_QUERIES, k=20, shortlist_size=20, rerank_dim=8, shortlist_reorder=reorder
         )
         assert ids[reorder] == expected.ids.tolist()
-    assert ids[20] != ids[2000]  # the knob reaches ScaNN through HTTP
+    # k = shortlist_size returns the whole shortlist, so the knob shows on ~every query (at
+    # k = 10 the two agreed on 19 of 20 queries, and ScaNN's AH training is not bit-stable).
+    differ = sum(set(a) != set(b) for a, b in zip(ids[20], ids[2000], strict=True))
+    assert differ >= 5, differ  # the knob reaches ScaNN through HTTP
 
 
 @pytest.mark.parametrize(
